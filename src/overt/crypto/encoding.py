@@ -1,0 +1,38 @@
+"""Strict base64 and name checks shared by the note and key formats.
+
+C2SP signed-note uses standard base64 (RFC 4648, section 4). We accept only the
+canonical encoding of a value: padding present, no whitespace, and unused
+trailing bits zero. Lenient decoding would let two different strings carry the
+same signature or key, which makes byte-exact comparison of notes unreliable.
+"""
+
+import base64
+import binascii
+
+from overt.errors import MalformedError
+
+
+def b64decode_strict(text: str, what: str) -> bytes:
+    """Decode canonical standard base64, naming `what` in the error."""
+    try:
+        raw = base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError) as exc:
+        raise MalformedError(f"{what}: invalid base64") from exc
+    if base64.b64encode(raw).decode("ascii") != text:
+        raise MalformedError(f"{what}: non-canonical base64")
+    return raw
+
+
+def b64encode(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+def check_key_name(name: str) -> None:
+    """Key names are non-empty, with no Unicode space and no '+' (signed-note, Format)."""
+    if not name:
+        raise MalformedError("key name is empty")
+    for ch in name:
+        if ch.isspace() or ch == "+":
+            raise MalformedError(f"key name {name!r} contains a space or '+'")
+        if ord(ch) < 0x20 or ord(ch) == 0x7F:
+            raise MalformedError(f"key name {name!r} contains a control character")
