@@ -277,3 +277,11 @@ class TileHashReader:
         self._cache[tile] = levels
         while len(self._cache) > self._cache_tiles:
             self._cache.popitem(last=False)
+
+
+def tile_nodes(tile: Tile) -> list[Node]:
+    """The complete subtrees whose hashes make up hash tile `tile`, in order."""
+    if tile.entries:
+        raise MalformedError("an entry bundle holds entries, not hashes")
+    level = tile.level * TILE_HEIGHT
+    return [Node(level, tile.start + i) for i in range(tile.width)]

@@ -1,0 +1,1 @@
+"""`overt demo`: a complete sample deployment in one directory (see docs/demo.md)."""

@@ -1,0 +1,1 @@
+"""The log service: storage of entries, tiles and checkpoints on disk."""
