@@ -32,7 +32,9 @@ def _normalise(name: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", action="append", metavar="NAME", help="run only NAME (repeatable)")
+    parser.add_argument(
+        "--only", action="append", metavar="NAME", help="run only NAME (repeatable)"
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes, for smoke testing")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     args, extra = parser.parse_known_args(argv)
@@ -64,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         except Exception:
             traceback.print_exc()
             status = 1
-        print(f"=== {name}: {'ok' if status == 0 else 'FAILED'} in {time.perf_counter() - start:.1f} s")
+        outcome = "ok" if status == 0 else "FAILED"
+        print(f"=== {name}: {outcome} in {time.perf_counter() - start:.1f} s")
         if status != 0:
             failed.append(name)
 

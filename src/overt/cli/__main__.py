@@ -1,0 +1,5 @@
+"""Allow `python -m overt.cli`."""
+
+from overt.cli.main import main
+
+main()

@@ -1,0 +1,145 @@
+"""`overt demo`: builds a working deployment, explains it, serves it."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+import pytest
+
+from overt.tlog.hashing import leaf_hash
+from overt.tlog.merkle import inclusion_proof, verify_inclusion
+from overt.tlog.policy import Policy
+from overt.tlog.tiles import Tile, TileHashReader, decode_bundle
+
+OVERT = [sys.executable, "-m", "overt.cli"]
+
+
+def overt(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*OVERT, *map(str, args)], capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("demo") / "d"
+    proc = overt("demo", "--dir", d, "--no-serve")
+    assert proc.returncode == 0, proc.stderr
+    assert "offline verification passed" in proc.stdout
+    assert "tampered copy of entry 42 is refused" in proc.stdout
+    return d
+
+
+def test_demo_layout(demo_dir: Path) -> None:
+    for rel in [
+        "logs/releases/log.vkey",
+        "logs/releases/secrets/log.key",
+        "logs/releases/tiles/checkpoint",
+        "logs/releases/tiles/tile/0/000",
+        "logs/releases/tiles/tile/entries/000",
+        "witnesses/zurich/witness.vkey",
+        "customer/releases.tlog-policy",
+        "customer/proofs/entry-42.tlog-proof",
+    ]:
+        assert (demo_dir / rel).is_file(), rel
+    assert (demo_dir / "logs/releases/secrets/log.key").stat().st_mode & 0o077 == 0
+
+
+def test_demo_proof_verifies_with_the_cli(demo_dir: Path) -> None:
+    proofs = demo_dir / "customer" / "proofs"
+    proc = overt(
+        "tlog",
+        "verify-proof",
+        proofs / "entry-42.tlog-proof",
+        "--policy",
+        demo_dir / "customer" / "releases.tlog-policy",
+        "--entry",
+        proofs / "entry-42.json",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "cosigned by witness zurich" in proc.stdout
+    vkey = (demo_dir / "logs/releases/log.vkey").read_text().strip()
+    ok = overt("note", "verify", "--key", vkey, demo_dir / "logs/releases/tiles/checkpoint")
+    assert ok.returncode == 0
+
+
+def test_demo_rebuilds_its_own_dir_but_refuses_others(tmp_path: Path) -> None:
+    d = tmp_path / "d"
+    assert overt("demo", "--dir", d, "--no-serve").returncode == 0
+    first = (d / "logs/releases/log.vkey").read_text()
+    assert overt("demo", "--dir", d, "--no-serve").returncode == 0
+    assert (d / "logs/releases/log.vkey").read_text() != first  # fresh keys
+    other = tmp_path / "precious"
+    other.mkdir()
+    (other / "thesis.txt").write_text("do not delete")
+    proc = overt("demo", "--dir", other, "--no-serve")
+    assert proc.returncode == 2
+    assert "not made by 'overt demo'" in proc.stderr
+    assert (other / "thesis.txt").read_text() == "do not delete"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_demo_serves_tiles_a_client_can_verify(tmp_path: Path) -> None:
+    port = _free_port()
+    d = tmp_path / "served"
+    proc = subprocess.Popen(
+        [*OVERT, "demo", "--dir", str(d), "--listen", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}/logs/releases"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                resp = httpx.get(f"{base}/checkpoint", timeout=2)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        assert resp.status_code == 200
+        assert resp.headers["content-type"] == "text/plain; charset=utf-8"
+        policy = Policy.parse((d / "customer/releases.tlog-policy").read_bytes())
+        verified = policy.verify_checkpoint(resp.text)
+        size = verified.checkpoint.size
+
+        with httpx.Client(base_url=base, timeout=5) as client:
+
+            def fetch(tiles: Sequence[Tile]) -> list[bytes]:
+                out = []
+                for t in tiles:
+                    r = client.get("/" + t.path())
+                    assert r.status_code == 200
+                    assert r.headers["content-type"] == "application/octet-stream"
+                    out.append(r.content)
+                return out
+
+            reader = TileHashReader(size, fetch)
+            entries = client.get("/tile/entries/003.p/232")
+            assert entries.status_code == 200
+            assert client.get("/tile/0/x/..").status_code in (400, 404)
+            assert client.get("/tile/0/0000").status_code == 400
+            assert client.get("/tile/0/999").status_code == 404
+            entry = decode_bundle(entries.content, 232)[10]
+            index = 3 * 256 + 10
+            proof = inclusion_proof(reader, index, size)
+            assert reader.tiles_fetched <= 3
+        verify_inclusion(leaf_hash(entry), index, size, proof, verified.checkpoint.root_hash)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
