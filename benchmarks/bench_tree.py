@@ -275,7 +275,7 @@ def bench_pymerkle(batches: Sequence[Sequence[bytes]], cfg: Config) -> tuple[Any
         "requested_size": wanted,
         "truncated": truncated,
         "truncated_reason": (
-            f"build stopped after the {cfg.pymerkle_budget_s:.0f} s budget" if truncated else None
+            f"build stopped after the {cfg.pymerkle_budget_s:g} s budget" if truncated else None
         ),
         "proofs": cfg.pymerkle_proofs,
         "build": {"entries": n, "seconds": seconds, "entries_per_s": n / seconds},
@@ -402,11 +402,10 @@ def report(
 
     notes = [
         "ratio: build = overt / pymerkle; times = pymerkle / overt (> 1: overt is faster).",
-        f"pymerkle {pm['version']}: InmemoryTree(algorithm='sha256'), security on "
-        "(leaf 0x00, node 0x01 prefixes = RFC 9162); indices from one.",
-        f"entries of {ENTRY_SIZE} random bytes, extend/append_entries in batches of "
-        f"{cfg.batch:,}; proofs for random leaves / random old sizes; leaf hashes and old "
-        "roots fetched untimed.",
+        f"pymerkle {pm['version']}: InmemoryTree('sha256'), security on "
+        "(leaf 0x00 / node 0x01 prefixes, as RFC 9162).",
+        f"entries of {ENTRY_SIZE} random bytes, added in batches of {cfg.batch:,}; "
+        "random leaves / old sizes; leaf hashes and old roots fetched untimed.",
     ]
     if pm["truncated"]:
         notes.append(
@@ -428,8 +427,8 @@ def report(
         "Merkle tree: overt vs pymerkle",
         [
             "measure",
-            f"overt\nn={ov['size']:,}, {ov['proofs']:,} proofs",
-            f"pymerkle\nn={pm['size']:,}, {pm['proofs']:,} proofs",
+            f"overt\nn={ov['size']:,}\n{ov['proofs']:,} proofs",
+            f"pymerkle\nn={pm['size']:,}\n{pm['proofs']:,} proofs",
             "ratio",
             "target",
             "overt",
@@ -472,6 +471,13 @@ def report(
 
 def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_args(argv or [])
+    # pymerkle 6.x has get_state and no index/size keywords on verify_*; pyproject allows >= 6.1.
+    if not hasattr(pymerkle.InmemoryTree, "get_root"):
+        console.print(
+            f"[bold red]bench_tree needs pymerkle >= 7.0 (get_root, verify_* with "
+            f"index/size keywords); found {importlib.metadata.version('pymerkle')}.[/]"
+        )
+        return 1
     console.print(f"hashlib.sha256 limit ({cfg.hash_calls:,} calls, best of 3)...")
     limits = hash_limits(cfg.hash_calls)
 
@@ -487,7 +493,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ours, ov = bench_overt(batches, cfg)
     console.print(f"  done in {time.perf_counter() - t0:.1f} s")
 
-    console.print(f"pymerkle: build (budget {cfg.pymerkle_budget_s:.0f} s), proofs...")
+    console.print(f"pymerkle: build (budget {cfg.pymerkle_budget_s:g} s), proofs...")
     t0 = time.perf_counter()
     theirs, pm = bench_pymerkle(batches, cfg)
     console.print(f"  done in {time.perf_counter() - t0:.1f} s")
