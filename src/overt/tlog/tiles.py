@@ -15,6 +15,7 @@ the few levels that tiles do not store.
 from __future__ import annotations
 
 import re
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -237,19 +238,44 @@ def node_tile(node: Node, size: int) -> tuple[Tile, int, int]:
 TileFetcher = Callable[[Sequence[Tile]], Sequence[bytes]]
 
 
+class TileCache:
+    """A bounded, thread-safe LRU of hashed tiles, shareable between readers.
+
+    Tiles are immutable once published (a partial tile of a given width never
+    changes), so cached tiles never go stale.
+    """
+
+    def __init__(self, max_tiles: int = 256) -> None:
+        self._tiles: OrderedDict[Tile, list[list[bytes]]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.max_tiles = max_tiles
+
+    def get(self, tile: Tile) -> list[list[bytes]] | None:
+        with self._lock:
+            levels = self._tiles.get(tile)
+            if levels is not None:
+                self._tiles.move_to_end(tile)
+            return levels
+
+    def put(self, tile: Tile, levels: list[list[bytes]]) -> None:
+        with self._lock:
+            self._tiles[tile] = levels
+            while len(self._tiles) > self.max_tiles:
+                self._tiles.popitem(last=False)
+
+
 class TileHashReader:
     """A `HashReader` over tiles of a tree of a known size.
 
     `fetch` receives the list of tiles a request needs (each once, with the
     width the tree size implies) and returns their bytes. Hashed tiles are kept
-    in a small LRU cache, since proofs for nearby entries share tiles.
+    in a `TileCache`, since proofs for nearby entries share tiles.
     """
 
-    def __init__(self, size: int, fetch: TileFetcher, cache_tiles: int = 256) -> None:
+    def __init__(self, size: int, fetch: TileFetcher, cache: TileCache | None = None) -> None:
         self.size = size
         self._fetch = fetch
-        self._cache: OrderedDict[Tile, list[list[bytes]]] = OrderedDict()
-        self._cache_tiles = cache_tiles
+        self._cache = cache if cache is not None else TileCache()
         self.tiles_fetched = 0
 
     def read_hashes(self, nodes: Sequence[Node]) -> list[bytes]:
@@ -261,7 +287,6 @@ class TileHashReader:
             if cached is None:
                 wanted.append(tile)
             else:
-                self._cache.move_to_end(tile)
                 have[tile] = cached
         if wanted:
             blobs = self._fetch(wanted)
@@ -270,13 +295,8 @@ class TileHashReader:
             self.tiles_fetched += len(wanted)
             for tile, blob in zip(wanted, blobs, strict=True):
                 have[tile] = tile_levels(tile_hashes(blob, tile))
-                self._remember(tile, have[tile])
+                self._cache.put(tile, have[tile])
         return [have[tile][sub][pos] for tile, sub, pos in located]
-
-    def _remember(self, tile: Tile, levels: list[list[bytes]]) -> None:
-        self._cache[tile] = levels
-        while len(self._cache) > self._cache_tiles:
-            self._cache.popitem(last=False)
 
 
 def tile_nodes(tile: Tile) -> list[Node]:

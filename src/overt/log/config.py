@@ -1,0 +1,105 @@
+"""A log's configuration file, ``DIR/log.toml``.
+
+Every setting has a safe default, so ``overt log init`` writes a complete file
+an operator can read and change. Errors name the offending field.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from overt.crypto.encoding import check_key_name
+from overt.errors import MalformedError
+from overt.tlog.tiles import MAX_ENTRY_SIZE
+
+DRIVERS = ("sqlite",)
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """Settings of one log. Times are in milliseconds."""
+
+    origin: str
+    # Checkpoints: how often pending entries are integrated and a new
+    # checkpoint is signed and published.
+    integration_period_ms: int = 500
+    # Sequencing: the pool is flushed (indexes assigned, durably) as soon as it
+    # holds `sequence_batch` entries, or `sequence_linger_ms` after the first
+    # entry arrived, whichever comes first. Acknowledged adds wait only for
+    # this flush, not for a checkpoint.
+    sequence_batch: int = 1000
+    sequence_linger_ms: int = 5
+    # Back-pressure: at most this many entries may wait for sequencing; more
+    # adds are refused with HTTP 503 and Retry-After.
+    pool_size: int = 50_000
+    max_entry_size: int = MAX_ENTRY_SIZE
+    driver: str = "sqlite"
+
+    def __post_init__(self) -> None:
+        try:
+            check_key_name(self.origin)
+        except MalformedError as exc:
+            raise MalformedError(f"origin: {exc}") from exc
+        for name, low, high in (
+            ("integration_period_ms", 1, 3_600_000),
+            ("sequence_batch", 1, 100_000),
+            ("sequence_linger_ms", 0, 60_000),
+            ("pool_size", 1, 10_000_000),
+            ("max_entry_size", 1, MAX_ENTRY_SIZE),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise MalformedError(f"{name}: must be an integer from {low} to {high}")
+        if self.driver not in DRIVERS:
+            raise MalformedError(f"driver: must be one of {', '.join(DRIVERS)}")
+
+    @classmethod
+    def from_toml(cls, text: str, where: str = "log.toml") -> LogConfig:
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise MalformedError(f"{where}: {exc}") from exc
+        table = raw.get("log")
+        if not isinstance(table, dict):
+            raise MalformedError(f"{where}: missing [log] table")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(table) - known)
+        if unknown:
+            raise MalformedError(f"{where}: unknown setting(s) {', '.join(unknown)} in [log]")
+        if "origin" not in table:
+            raise MalformedError(f"{where}: origin is required")
+        if not isinstance(table["origin"], str):
+            raise MalformedError(f"{where}: origin must be a string")
+        try:
+            return cls(**table)
+        except MalformedError as exc:
+            raise MalformedError(f"{where}: {exc}") from exc
+
+    def to_toml(self) -> str:
+        lines = [
+            "# Overt log configuration. Times are in milliseconds.",
+            "[log]",
+        ]
+        for key, value in asdict(self).items():
+            lines.append(f"{key} = {_toml_value(value)}")
+        return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{escaped}"'
+    return str(value)
+
+
+def load_config(path: Path) -> LogConfig:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise MalformedError(f"{path}: no such file; is this a log directory?") from exc
+    except UnicodeDecodeError as exc:
+        raise MalformedError(f"{path}: not UTF-8 text") from exc
+    return LogConfig.from_toml(text, str(path))

@@ -1,0 +1,299 @@
+"""One log: its directory, keys, sequencing store, tiles and checkpoint.
+
+Directory layout (docs/log.md):
+
+    DIR/log.toml              configuration
+    DIR/log.vkey              the log's verifier key (public)
+    DIR/secrets/log.key       the log's private key (0600)
+    DIR/secrets/write-token   bearer token for adds (0600)
+    DIR/state/sequence.db     SQLite (WAL): pending entries, dedup index, metadata
+    DIR/tiles/                checkpoint, tile/..., tile/entries/... (C2SP tlog-tiles)
+
+`Log` is the Python API the CLI, the HTTP server and the benchmarks share.
+Adding is two steps: `sequence` makes entries durable and gives them indexes;
+`integrate` extends the tiles and publishes a checkpoint that covers them.
+Only one process may open a log directory for writing at a time (a lock file
+enforces it).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import secrets
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from overt.crypto.keyfile import read_private_key, write_private_key
+from overt.crypto.keys import Ed25519Signer, ed25519_verifier
+from overt.errors import MalformedError, OvertError
+from overt.log.config import LogConfig, load_config
+from overt.log.files import atomic_write
+from overt.log.integrator import Integrator, TileCorruptError
+from overt.log.sqlite_store import SQLiteStore
+from overt.tlog.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
+from overt.tlog.hashing import EMPTY_ROOT, HASH_SIZE, leaf_hash
+from overt.tlog.merkle import consistency_proof, inclusion_proof
+from overt.tlog.tiles import (
+    TILE_WIDTH,
+    Tile,
+    TileCache,
+    TileHashReader,
+    decode_bundle,
+    encode_bundle,
+    tile_width_at,
+)
+
+
+class LogError(OvertError):
+    """The log cannot do what was asked (not a log directory, locked, full...)."""
+
+
+class EntryTooLarge(MalformedError):
+    pass
+
+
+@dataclass(frozen=True)
+class LogPaths:
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "log.toml"
+
+    @property
+    def vkey(self) -> Path:
+        return self.root / "log.vkey"
+
+    @property
+    def key(self) -> Path:
+        return self.root / "secrets" / "log.key"
+
+    @property
+    def token(self) -> Path:
+        return self.root / "secrets" / "write-token"
+
+    @property
+    def db(self) -> Path:
+        return self.root / "state" / "sequence.db"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / "state" / "lock"
+
+    @property
+    def tiles(self) -> Path:
+        return self.root / "tiles"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.tiles / "checkpoint"
+
+
+def init_log(root: Path, config: LogConfig) -> str:
+    """Create a new log directory; return the log's verifier key."""
+    paths = LogPaths(root)
+    if paths.config.exists():
+        raise LogError(f"{root} already holds a log ({paths.config} exists)")
+    if root.exists() and any(root.iterdir()):
+        raise LogError(f"{root} is not empty; choose a new directory for the log")
+    for d in (root, paths.key.parent, paths.db.parent, paths.tiles):
+        d.mkdir(parents=True, exist_ok=True)
+    os.chmod(paths.key.parent, 0o700)
+    signer = Ed25519Signer.generate(config.origin)
+    write_private_key(paths.key, signer)
+    vkey = str(signer.verifier_key())
+    atomic_write(paths.vkey, (vkey + "\n").encode())
+    atomic_write(paths.token, (secrets.token_urlsafe(32) + "\n").encode(), mode=0o600)
+    # The empty tree gets a checkpoint too, so clients can start following at once.
+    atomic_write(
+        paths.checkpoint,
+        sign_checkpoint(Checkpoint(config.origin, 0, EMPTY_ROOT), [signer]).encode(),
+    )
+    atomic_write(paths.config, config.to_toml().encode())
+    return vkey
+
+
+class Log:
+    """An open log directory. Thread-safe; one writer process per directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.paths = LogPaths(root)
+        if not self.paths.config.exists():
+            raise LogError(f"{root} is not a log directory (no log.toml); run 'overt log init'")
+        self.config = load_config(self.paths.config)
+        self._lock_fd = self._take_lock()
+        self._signer = read_private_key(self.paths.key)
+        if self._signer.name != self.config.origin:
+            raise LogError(
+                f"log key name {self._signer.name!r} differs from origin {self.config.origin!r}"
+            )
+        self.verifier = ed25519_verifier(self._signer.verifier_key())
+        self.token = self.paths.token.read_text(encoding="utf-8").strip()
+        published = self._read_published()
+        self._integrator = Integrator(self.paths.tiles, published.size)
+        if self._integrator.root() != published.root_hash:
+            raise TileCorruptError(
+                f"tiles under {self.paths.tiles} do not hash to the published checkpoint's root; "
+                "run 'overt log verify' to find the damage"
+            )
+        self._checkpoint = published
+        self._store = SQLiteStore(self.paths.db, self._integrator.leaf_hash)
+        recorded, _ = self._store.published()
+        if recorded > published.size:
+            raise LogError(
+                f"the published checkpoint (size {published.size}) is older than one this log "
+                f"already published (size {recorded}); was tiles/ restored from a backup?"
+            )
+        if self._store.next_index() < published.size:
+            raise LogError("the sequencing database is behind the published tree")
+        self._tile_cache = TileCache(4096)
+        self._write_lock = threading.Lock()
+        self._integrated = threading.Condition()
+
+    def _take_lock(self) -> int:
+        self.paths.lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.paths.lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            os.close(fd)
+            raise LogError(f"{self.paths.root} is in use by another overt process") from exc
+        return fd
+
+    def _read_published(self) -> Checkpoint:
+        try:
+            data = self.paths.checkpoint.read_bytes()
+        except FileNotFoundError as exc:
+            raise LogError(f"{self.paths.checkpoint} is missing") from exc
+        return open_checkpoint(data, self.verifier).checkpoint
+
+    def close(self) -> None:
+        self._store.close()
+        os.close(self._lock_fd)
+
+    def __enter__(self) -> Log:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- writing -------------------------------------------------------
+
+    def check_entry(self, entry: bytes) -> None:
+        if len(entry) > self.config.max_entry_size:
+            raise EntryTooLarge(
+                f"entry of {len(entry)} bytes exceeds this log's limit of "
+                f"{self.config.max_entry_size} bytes"
+            )
+
+    def sequence(self, entries: Sequence[bytes]) -> list[int]:
+        """Durably assign indexes (existing index for an entry already logged)."""
+        for e in entries:
+            self.check_entry(e)
+        hashes = [leaf_hash(e) for e in entries]
+        return self._store.sequence(hashes, entries)
+
+    def integrate(self) -> Checkpoint:
+        """Integrate everything sequenced so far and publish a new checkpoint."""
+        with self._write_lock:
+            target = self._store.next_index()
+            start = self._integrator.size
+            if target > start:
+                self._integrator.extend(self._store.pending(start, target))
+                checkpoint = Checkpoint(self.config.origin, target, self._integrator.root())
+                note = sign_checkpoint(checkpoint, [self._signer])
+                atomic_write(self.paths.checkpoint, note.encode())
+                self._store.record_published(checkpoint.size, checkpoint.root_hash)
+                with self._integrated:
+                    self._checkpoint = checkpoint
+                    self._integrated.notify_all()
+            return self._checkpoint
+
+    def add(self, entries: Sequence[bytes]) -> tuple[list[int], Checkpoint]:
+        """Sequence and integrate: return the indexes and a checkpoint covering them."""
+        indexes = self.sequence(entries)
+        return indexes, self.integrate()
+
+    def wait_integrated(self, size: int, timeout: float) -> Checkpoint | None:
+        """Block until a published checkpoint has at least `size` entries."""
+        with self._integrated:
+            self._integrated.wait_for(lambda: self._checkpoint.size >= size, timeout)
+            return self._checkpoint if self._checkpoint.size >= size else None
+
+    # --- reading -------------------------------------------------------
+
+    @property
+    def checkpoint(self) -> Checkpoint:
+        return self._checkpoint
+
+    def signed_checkpoint(self) -> bytes:
+        return self.paths.checkpoint.read_bytes()
+
+    def sequenced_size(self) -> int:
+        return self._store.next_index()
+
+    def lookup(self, leaf: bytes) -> int | None:
+        return self._store.lookup(leaf)
+
+    def _read_tiles(self, tiles: Sequence[Tile]) -> list[bytes]:
+        return [self._read_tile(t) for t in tiles]
+
+    def _read_tile(self, tile: Tile) -> bytes:
+        """Read a tile; a partial one no longer on disk is cut from a wider copy.
+
+        Partial tiles exist for sizes the log published a checkpoint at; a
+        proof for another size can use the prefix of the full tile, or of the
+        current partial tile, which hold the same hashes.
+        """
+        candidates = [tile]
+        if tile.partial:
+            current = tile_width_at(tile.level, tile.index, self._checkpoint.size)
+            candidates.append(Tile(tile.level, tile.index, entries=tile.entries))
+            if tile.width < current < TILE_WIDTH:
+                candidates.append(Tile(tile.level, tile.index, current, tile.entries))
+        for candidate in candidates:
+            try:
+                data = (self.paths.tiles / candidate.path()).read_bytes()
+            except FileNotFoundError:
+                continue
+            if candidate == tile:
+                return data
+            if tile.entries:
+                return encode_bundle(decode_bundle(data)[: tile.width])
+            return data[: tile.width * HASH_SIZE]
+        raise TileCorruptError(f"{tile.path()} is missing")
+
+    def entry(self, index: int) -> bytes:
+        """The entry at `index`, integrated or only sequenced."""
+        size = self._checkpoint.size
+        if 0 <= index < size:
+            bundle_index = index // TILE_WIDTH
+            width = tile_width_at(0, bundle_index, size)
+            data = self._read_tile(Tile(0, bundle_index, width, entries=True))
+            return decode_bundle(data, width)[index % TILE_WIDTH]
+        pending = self._store.pending_entry(index) if index >= 0 else None
+        if pending is None:
+            raise LogError(f"no entry {index}: the log has {self.sequenced_size()} entries")
+        return pending
+
+    def hash_reader(self, size: int) -> TileHashReader:
+        return TileHashReader(size, self._read_tiles, self._tile_cache)
+
+    def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
+        size = self._checkpoint.size if size is None else size
+        self._check_size(size)
+        return inclusion_proof(self.hash_reader(size), index, size)
+
+    def consistency_proof(self, old: int, new: int | None = None) -> list[bytes]:
+        new = self._checkpoint.size if new is None else new
+        self._check_size(new)
+        return consistency_proof(self.hash_reader(new), old, new)
+
+    def _check_size(self, size: int) -> None:
+        if not 0 <= size <= self._checkpoint.size:
+            raise MalformedError(
+                f"tree size {size} is beyond the published checkpoint ({self._checkpoint.size})"
+            )
