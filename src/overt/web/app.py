@@ -1,28 +1,72 @@
-"""Building the ASGI app for a deployment directory."""
+"""Building the ASGI apps: one log, or a whole deployment directory."""
 
 from __future__ import annotations
 
+import asyncio
 import html
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
 from overt import __version__
+from overt.log.log import Log
+from overt.web.errors import install_error_handlers
+from overt.web.log_api import LogService, log_router
 from overt.web.tiles import tiles_router
 
 
-def create_app(deployment: Path) -> FastAPI:
-    """Serve every log under ``deployment/logs/<name>/tiles`` at ``/logs/<name>/``."""
-    app = FastAPI(title="Overt", version=__version__)
+def _lifespan(services: list[LogService]):  # type: ignore[no-untyped-def]
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        for service in services:
+            service.start(loop)
+        try:
+            yield
+        finally:
+            for service in services:
+                service.stop()
+
+    return lifespan
+
+
+def create_log_app(log_dir: Path) -> FastAPI:
+    """Serve one log with its tlog-tiles prefix at the root (``/checkpoint``, ``/add``...)."""
+    service = LogService(Log(log_dir))
+    app = FastAPI(
+        title=f"Overt log {service.log.config.origin}",
+        version=__version__,
+        lifespan=_lifespan([service]),
+    )
+    install_error_handlers(app)
+    app.include_router(log_router(service))
+    return app
+
+
+def create_app(deployment: Path, live_logs: tuple[str, ...] = ()) -> FastAPI:
+    """Serve every log under ``deployment/logs/<name>/`` at ``/logs/<name>/``.
+
+    Logs named in `live_logs` are opened for writing (adds and JSON APIs);
+    the others are served read-only from their tiles directory.
+    """
     logs_dir = deployment / "logs"
     names = (
         sorted(p.name for p in logs_dir.iterdir() if (p / "tiles").is_dir())
-        if (logs_dir.is_dir())
+        if logs_dir.is_dir()
         else []
     )
+    services = [LogService(Log(logs_dir / name)) for name in names if name in live_logs]
+    app = FastAPI(title="Overt", version=__version__, lifespan=_lifespan(services))
+    install_error_handlers(app)
+    live = {s.log.paths.root.name: s for s in services}
     for name in names:
-        app.include_router(tiles_router(logs_dir / name / "tiles"), prefix=f"/logs/{name}")
+        if name in live:
+            app.include_router(log_router(live[name]), prefix=f"/logs/{name}")
+        else:
+            app.include_router(tiles_router(logs_dir / name / "tiles"), prefix=f"/logs/{name}")
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
