@@ -266,7 +266,9 @@ def verify(
         raise MalformedError("the checkpoint has no tree size line") from exc
     with _progress() as progress:
         task = progress.add_task("verifying", total=total)
-        report = verify_log(src.fetch, verifier, lambda n: progress.advance(task, n))
+        report = verify_log(
+            src.fetch, verifier, lambda n: progress.advance(task, n), src.partial_tiles()
+        )
     out.print(
         f"OK: {report.entries} entries and {report.tiles_checked} tiles of {src.description} "
         f"match checkpoint size {report.checkpoint.size}",

@@ -98,16 +98,19 @@ class Envelope:
             raise MalformedError(f"DSSE envelope larger than {MAX_ENVELOPE_BYTES} bytes")
         try:
             obj = json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad UTF-8, huge ints
             raise MalformedError(f"DSSE envelope is not valid JSON: {exc}") from exc
         return cls.from_json(obj)
 
 
 def _b64_field(value: Any, what: str) -> bytes:
+    """Standard or URL-safe base64, padded or not (DSSE envelope.md: verifiers accept either)."""
     if not isinstance(value, str):
         raise MalformedError(f"DSSE envelope: {what} must be a base64 string")
+    text = value.replace("-", "+").replace("_", "/")
+    text += "=" * (-len(text) % 4)
     try:
-        return base64.b64decode(value, validate=True)
+        return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise MalformedError(f"DSSE envelope: {what} is not valid base64") from exc
 

@@ -31,8 +31,17 @@ def check_key_name(name: str) -> None:
     """Key names are non-empty, with no Unicode space and no '+' (signed-note, Format)."""
     if not name:
         raise MalformedError("key name is empty")
+    check_utf8(name, "key name")
     for ch in name:
         if ch.isspace() or ch == "+":
             raise MalformedError(f"key name {name!r} contains a space or '+'")
         if ord(ch) < 0x20 or ord(ch) == 0x7F:
             raise MalformedError(f"key name {name!r} contains a control character")
+
+
+def check_utf8(text: str, what: str) -> None:
+    """Refuse a str that cannot be encoded as UTF-8 (e.g. a lone surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise MalformedError(f"{what} is not valid Unicode text") from exc

@@ -20,7 +20,7 @@ from overt.errors import MalformedError
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 
-_HEX = re.compile(r"^[0-9a-f]+$")
+_HEX = re.compile(r"[0-9a-f]+")
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class Statement:
     def from_bytes(cls, data: bytes) -> Statement:
         try:
             obj = json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad UTF-8, huge ints
             raise MalformedError(f"in-toto statement is not valid JSON: {exc}") from exc
         return cls.from_json(obj)
 
@@ -98,7 +98,7 @@ def _parse_subject(obj: Any, i: int) -> Subject:
     if not isinstance(digest, dict) or not digest:
         raise MalformedError(f"in-toto statement: subject[{i}].digest must be a non-empty object")
     for alg, value in digest.items():
-        if not isinstance(value, str) or not _HEX.match(value):
+        if not isinstance(value, str) or not _HEX.fullmatch(value):
             raise MalformedError(
                 f"in-toto statement: subject[{i}].digest.{alg} must be lowercase hex"
             )

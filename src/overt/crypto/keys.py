@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from overt.crypto.encoding import b64decode_strict, b64encode, check_key_name
+from overt.crypto.encoding import b64decode_strict, b64encode, check_key_name, check_utf8
 from overt.errors import MalformedError
 
 SIG_ED25519 = 0x01
@@ -84,6 +84,7 @@ class VerifierKey:
     def parse(cls, text: str) -> VerifierKey:
         """Parse a vkey strictly: canonical base64, known type, matching key ID."""
         text = text.strip()
+        check_utf8(text, "verifier key")
         parts = text.split("+", 2)
         if len(parts) != 3:
             raise MalformedError(f"verifier key {text!r}: want name+keyid+key (3 parts)")

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from overt.crypto.encoding import b64decode_strict, b64encode, check_key_name
+from overt.crypto.encoding import b64decode_strict, b64encode, check_key_name, check_utf8
 from overt.crypto.keys import Signer, Verifier
 from overt.errors import MalformedError, VerificationError
 
@@ -60,6 +60,7 @@ def check_text(text: str) -> None:
     """Note text must end in a newline and hold no control character but newline."""
     if not text.endswith("\n"):
         raise MalformedError("note text must end with a newline")
+    check_utf8(text, "note text")
     _check_chars(text)
 
 
@@ -77,6 +78,7 @@ def split(message: bytes | str) -> tuple[str, list[Signature]]:
         except UnicodeDecodeError as exc:
             raise MalformedError("note is not valid UTF-8") from exc
     else:
+        check_utf8(message, "note")
         msg = message
     _check_chars(msg)
     cut = msg.rfind("\n\n")

@@ -40,14 +40,20 @@ class EdgeTree:
         self.edge: list[list[bytes]] = [list(row) for row in edge]
         self.edge_entries: list[bytes] = list(edge_entries)
 
-    def extend(self, entries: Sequence[bytes]) -> Iterator[tuple[Tile, bytes]]:
+    def extend(
+        self, entries: Sequence[bytes], leaf_hashes: Sequence[bytes] | None = None
+    ) -> Iterator[tuple[Tile, bytes]]:
         """Append entries; yield (tile, bytes) for each new or changed tile and bundle.
 
-        Full tiles come first at each level, then the level's new partial tile.
-        The generator must be consumed completely for the tree to grow.
+        `leaf_hashes`, if the caller already has them, must be the entries'
+        RFC 9162 leaf hashes. Full tiles come first at each level, then the
+        level's new partial tile. The generator must be consumed completely
+        for the tree to grow.
         """
         if not entries:
             return
+        if leaf_hashes is not None and len(leaf_hashes) != len(entries):
+            raise ValueError("one leaf hash per entry is needed")
         start = self.size
         rows = self.edge_entries + list(entries)
         first = start // TILE_WIDTH
@@ -59,7 +65,11 @@ class EdgeTree:
         if self.edge_entries:
             tile = Tile(0, first + full, len(self.edge_entries), entries=True)
             yield tile, encode_bundle(self.edge_entries)
-        incoming = [_sha256(b"\x00" + e).digest() for e in entries]
+        incoming = (
+            list(leaf_hashes)
+            if leaf_hashes is not None
+            else [_sha256(b"\x00" + e).digest() for e in entries]
+        )
         level = 0
         while incoming:
             if level == len(self.edge):

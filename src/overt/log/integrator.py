@@ -86,10 +86,10 @@ class Integrator:
             f.seek((index % TILE_WIDTH) * HASH_SIZE)
             return f.read(HASH_SIZE)
 
-    def extend(self, entries: Sequence[bytes]) -> int:
+    def extend(self, entries: Sequence[bytes], leaf_hashes: Sequence[bytes] | None = None) -> int:
         """Append entries, write their tiles and bundles, sync; return files written."""
         written = 0
-        for tile, data in self._tree.extend(entries):
+        for tile, data in self._tree.extend(entries, leaf_hashes):
             write_file(self.tiles_dir / tile.path(), data)
             written += 1
         if written:

@@ -55,6 +55,10 @@ class EntryTooLarge(MalformedError):
     pass
 
 
+class NotFound(LogError):
+    """No such entry (or tree size) in this log."""
+
+
 @dataclass(frozen=True)
 class LogPaths:
     root: Path
@@ -140,6 +144,7 @@ class Log:
                 "run 'overt log verify' to find the damage"
             )
         self._checkpoint = published
+        self._signed = self.paths.checkpoint.read_bytes()
         self._store = SQLiteStore(self.paths.db, self._integrator.leaf_hash)
         recorded, _ = self._store.published()
         if recorded > published.size:
@@ -202,14 +207,17 @@ class Log:
             target = self._store.next_index()
             start = self._integrator.size
             if target > start:
-                self._integrator.extend(self._store.pending(start, target))
+                hashes, entries = self._store.pending(start, target)
+                self._integrator.extend(entries, hashes)
                 checkpoint = Checkpoint(self.config.origin, target, self._integrator.root())
-                note = sign_checkpoint(checkpoint, [self._signer])
-                atomic_write(self.paths.checkpoint, note.encode())
-                self._store.record_published(checkpoint.size, checkpoint.root_hash)
+                note = sign_checkpoint(checkpoint, [self._signer]).encode()
+                atomic_write(self.paths.checkpoint, note)
+                # Readers switch to the new tree before the pending copies of
+                # its entries are dropped, so an entry is always readable.
                 with self._integrated:
-                    self._checkpoint = checkpoint
+                    self._checkpoint, self._signed = checkpoint, note
                     self._integrated.notify_all()
+                self._store.record_published(checkpoint.size, checkpoint.root_hash)
             return self._checkpoint
 
     def add(self, entries: Sequence[bytes]) -> tuple[list[int], Checkpoint]:
@@ -230,7 +238,12 @@ class Log:
         return self._checkpoint
 
     def signed_checkpoint(self) -> bytes:
-        return self.paths.checkpoint.read_bytes()
+        return self._signed
+
+    def published(self) -> tuple[Checkpoint, bytes]:
+        """The current checkpoint and its signed note, as one consistent pair."""
+        with self._integrated:
+            return self._checkpoint, self._signed
 
     def sequenced_size(self) -> int:
         return self._store.next_index()
@@ -266,18 +279,25 @@ class Log:
             return data[: tile.width * HASH_SIZE]
         raise TileCorruptError(f"{tile.path()} is missing")
 
-    def entry(self, index: int) -> bytes:
-        """The entry at `index`, integrated or only sequenced."""
-        size = self._checkpoint.size
-        if 0 <= index < size:
-            bundle_index = index // TILE_WIDTH
-            width = tile_width_at(0, bundle_index, size)
-            data = self._read_tile(Tile(0, bundle_index, width, entries=True))
-            return decode_bundle(data, width)[index % TILE_WIDTH]
-        pending = self._store.pending_entry(index) if index >= 0 else None
-        if pending is None:
-            raise LogError(f"no entry {index}: the log has {self.sequenced_size()} entries")
-        return pending
+    def entry(self, index: int, size: int | None = None) -> bytes:
+        """The entry at `index`: from the tree of `size` (default: the published
+        one), or still pending integration."""
+        if index < 0:
+            raise NotFound(f"no entry {index}")
+        for _ in range(2):
+            tree = self._checkpoint.size if size is None else size
+            if index < tree:
+                bundle_index = index // TILE_WIDTH
+                width = tile_width_at(0, bundle_index, tree)
+                data = self._read_tile(Tile(0, bundle_index, width, entries=True))
+                return decode_bundle(data, width)[index % TILE_WIDTH]
+            pending = self._store.pending_entry(index)
+            if pending is not None:
+                return pending
+            if size is not None or self._checkpoint.size == tree:
+                break
+            # Published between our two reads: it is in the bundles now.
+        raise NotFound(f"no entry {index}: the log has {self.sequenced_size()} entries")
 
     def hash_reader(self, size: int) -> TileHashReader:
         return TileHashReader(size, self._read_tiles, self._tile_cache)

@@ -28,6 +28,18 @@ class Source:
     fetch: Callable[[str], bytes]
     description: str
     vkey: str | None  # known when reading a log directory
+    tiles_dir: Path | None = None  # known when reading from disk
+
+    def partial_tiles(self) -> list[str]:
+        """Paths of the partial tiles on disk (none known for a URL)."""
+        if self.tiles_dir is None:
+            return []
+        tile_root = self.tiles_dir / "tile"
+        return sorted(
+            str(p.relative_to(self.tiles_dir))
+            for p in tile_root.glob("**/*.p/*")
+            if p.is_file() and not p.name.startswith(".")
+        )
 
 
 def _check_path(path: str) -> None:
@@ -71,9 +83,9 @@ def open_source(source: str) -> Source:
     if (path / "log.toml").is_file():
         vkey_file = path / "log.vkey"
         vkey = vkey_file.read_text(encoding="utf-8").strip() if vkey_file.is_file() else None
-        return Source(directory_fetcher(path / "tiles"), str(path), vkey)
+        return Source(directory_fetcher(path / "tiles"), str(path), vkey, path / "tiles")
     if (path / "checkpoint").is_file():
-        return Source(directory_fetcher(path), str(path), None)
+        return Source(directory_fetcher(path), str(path), None, path)
     raise MalformedError(f"{source}: not a URL, a log directory or a tiles directory")
 
 

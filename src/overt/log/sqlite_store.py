@@ -19,6 +19,7 @@ reach the disk). The store keeps:
 from __future__ import annotations
 
 import sqlite3
+import struct
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -53,8 +54,11 @@ class StoreError(OvertError):
     """The sequencing database is unusable (corrupt, locked, or from elsewhere)."""
 
 
+_H64 = struct.Struct(">q")
+
+
 def _h64(leaf_hash: bytes) -> int:
-    return int.from_bytes(leaf_hash[:8], "big", signed=True)
+    return int(_H64.unpack_from(leaf_hash)[0])
 
 
 LeafHashAt = Callable[[int], bytes]
@@ -132,7 +136,8 @@ class SQLiteStore:
                 order.append(pos)
         # Fast path: no unique entry's prefix is known yet, which one
         # INSERT OR IGNORE tells us by its change count.
-        rows = [(_h64(leaf_hashes[pos]), start + n) for n, pos in enumerate(order)]
+        unpack = _H64.unpack_from
+        rows = [(unpack(leaf_hashes[pos])[0], start + n) for n, pos in enumerate(order)]
         before = db.total_changes
         db.executemany("INSERT OR IGNORE INTO dedup (h64, idx) VALUES (?, ?)", sorted(rows))
         if db.total_changes - before == len(rows):
@@ -197,16 +202,16 @@ class SQLiteStore:
         with self._lock:
             return self._find(leaf_hash)
 
-    def pending(self, start: int, end: int) -> list[bytes]:
-        """Entries [start, end), which must all still be pending."""
+    def pending(self, start: int, end: int) -> tuple[list[bytes], list[bytes]]:
+        """Leaf hashes and entries [start, end), which must all still be pending."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT idx, data FROM pending WHERE idx >= ? AND idx < ? ORDER BY idx",
+                "SELECT idx, hash, data FROM pending WHERE idx >= ? AND idx < ? ORDER BY idx",
                 (start, end),
             ).fetchall()
         if len(rows) != end - start or (rows and rows[0][0] != start):
             raise StoreError(f"sequenced entries {start}..{end - 1} are missing from the store")
-        return [bytes(r[1]) for r in rows]
+        return [r[1] for r in rows], [r[2] for r in rows]
 
     def pending_entry(self, idx: int) -> bytes | None:
         with self._lock:

@@ -15,6 +15,7 @@ recognised cosignature valid, and the quorum satisfied.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from overt.crypto.keys import (
@@ -72,10 +73,16 @@ class Policy:
     witnesses: dict[str, PolicyWitness] = field(default_factory=dict)
     groups: dict[str, PolicyGroup] = field(default_factory=dict)
     quorum: str = NONE
+    _members: set[str] = field(default_factory=set, repr=False, compare=False)
 
     @classmethod
     def parse(cls, data: bytes | str) -> Policy:
-        raw = data.encode("utf-8") if isinstance(data, str) else data
+        # A str may carry opaque non-UTF-8 octets as surrogate escapes (as
+        # `format` returns them), so encode it back the same way.
+        try:
+            raw = data.encode("utf-8", errors="surrogateescape") if isinstance(data, str) else data
+        except UnicodeEncodeError as exc:
+            raise MalformedError("policy text holds characters that are not Unicode") from exc
         if len(raw) > MAX_POLICY_BYTES:
             raise MalformedError(f"policy is larger than {MAX_POLICY_BYTES} bytes")
         for pos, octet in enumerate(raw):
@@ -86,7 +93,9 @@ class Policy:
         policy = cls()
         quorum_seen = False
         for lineno, line in enumerate(text.split("\n"), 1):
-            fields = line.replace("\t", " ").split()
+            # Only ASCII space and tab separate fields ("Structure"); other
+            # Unicode spaces are opaque parts of names.
+            fields = [f for f in re.split(r"[ \t]+", line) if f]
             if not fields or fields[0].startswith("#"):
                 continue
             keyword, args = fields[0], fields[1:]
@@ -149,11 +158,18 @@ class Policy:
                 raise MalformedError(f"{where}: group member {m!r} is not defined above")
         if len(set(members)) != len(members):
             raise MalformedError(f"{where}: a group lists a member more than once")
+        # "Each defined name can be listed as a group member at most once"
+        # (tlog-policy, "Defining a witness group"), across the whole file, so
+        # no witness can count twice towards the quorum.
+        for m in members:
+            if m in self._members:
+                raise MalformedError(f"{where}: {m!r} is already a member of another group")
+        self._members.update(members)
         if k_s == "all":
             k = len(members)
         elif k_s == "any":
             k = 1
-        elif k_s.isascii() and k_s.isdigit() and k_s == str(int(k_s)):
+        elif k_s.isascii() and k_s.isdigit() and len(k_s) <= 6 and k_s == str(int(k_s)):
             k = int(k_s)
             if not 1 <= k <= len(members):
                 raise MalformedError(f"{where}: threshold {k} is not between 1 and {len(members)}")

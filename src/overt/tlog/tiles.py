@@ -28,6 +28,9 @@ TILE_HEIGHT = 8
 TILE_WIDTH = 1 << TILE_HEIGHT  # 256 hashes, 8,192 bytes
 MAX_LEVEL = 63
 MAX_ENTRY_SIZE = 0xFFFF  # uint16 length prefix in entry bundles
+# Tree sizes are below 2**64, so no level-0 tile index reaches 2**56 and no
+# path needs more than six 3-digit groups.
+MAX_TILE_INDEX = (1 << 56) - 1
 
 
 @dataclass(frozen=True, order=True)
@@ -44,8 +47,8 @@ class Tile:
             raise MalformedError(f"tile level {self.level} is outside 0..{MAX_LEVEL}")
         if self.entries and self.level != 0:
             raise MalformedError("entry bundles are level 0")
-        if self.index < 0:
-            raise MalformedError(f"tile index {self.index} is negative")
+        if not 0 <= self.index <= MAX_TILE_INDEX:
+            raise MalformedError(f"tile index {self.index} is outside 0..{MAX_TILE_INDEX}")
         if not 1 <= self.width <= TILE_WIDTH:
             raise MalformedError(f"tile width {self.width} is outside 1..{TILE_WIDTH}")
 
@@ -104,6 +107,8 @@ def encode_index(n: int) -> str:
 
 def parse_index(text: str) -> int:
     parts = text.split("/")
+    if len(parts) > 6:
+        raise MalformedError(f"tile index {text[:40]!r}... has too many groups")
     n = 0
     for i, part in enumerate(parts):
         digits = part[1:] if i < len(parts) - 1 else part

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from overt.errors import MalformedError, OvertError, VerificationError
+from overt.log.log import NotFound
 
 
 def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -41,6 +42,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(VerificationError)
     async def _unverified(request: Request, exc: VerificationError) -> JSONResponse:
         return error(422, str(exc))
+
+    @app.exception_handler(NotFound)
+    async def _not_found(request: Request, exc: NotFound) -> JSONResponse:
+        return error(404, str(exc))
 
     @app.exception_handler(OvertError)
     async def _overt(request: Request, exc: OvertError) -> JSONResponse:

@@ -191,8 +191,8 @@ def log_router(service: LogService) -> APIRouter:
             return body
         try:
             doc = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            return error(400, f"body is not JSON: {exc}")
+        except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, huge numbers, deep nesting
+            return error(400, f"body is not acceptable JSON: {str(exc)[:200]}")
         items = doc.get("entries") if isinstance(doc, dict) else None
         if not isinstance(items, list) or not items:
             return error(400, 'body must be {"entries": ["<base64>", ...]} with at least one entry')
@@ -212,7 +212,7 @@ def log_router(service: LogService) -> APIRouter:
         return JSONResponse(result)
 
     def proof_json(index: int, size: int) -> dict[str, Any]:
-        entry = log.entry(index)
+        entry = log.entry(index, size)
         return {
             "index": index,
             "size": size,
@@ -223,7 +223,9 @@ def log_router(service: LogService) -> APIRouter:
 
     @router.get("/entry/{index}")
     async def entry(index: int) -> Response:
-        cp = log.checkpoint
+        # One snapshot: the proof, its size and the checkpoint returned with it
+        # must all describe the same tree, whatever the integrator does meanwhile.
+        cp, signed = log.published()
         if index < 0:
             return error(400, "index must not be negative")
         if index >= cp.size:
@@ -240,7 +242,7 @@ def log_router(service: LogService) -> APIRouter:
             return error(404, f"no entry {index}: the log has {log.sequenced_size()} entries")
         answer = proof_json(index, cp.size)
         answer["integrated"] = True
-        answer["checkpoint"] = log.signed_checkpoint().decode()
+        answer["checkpoint"] = signed.decode()
         return JSONResponse(answer)
 
     @router.get("/proof/inclusion")
