@@ -13,9 +13,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from overt.crypto.keys import ed25519_verifier
+from overt.tlog.checkpoint import open_checkpoint
 from overt.tlog.hashing import leaf_hash
 from overt.tlog.merkle import inclusion_proof, verify_inclusion
 from overt.tlog.policy import Policy
+from overt.tlog.proof import TlogProof
 from overt.tlog.tiles import Tile, TileHashReader, decode_bundle
 
 OVERT = [sys.executable, "-m", "overt.cli"]
@@ -99,20 +102,22 @@ def test_demo_serves_tiles_a_client_can_verify(tmp_path: Path) -> None:
     )
     base = f"http://127.0.0.1:{port}/logs/releases"
     try:
+        # The demo is built once its proof exists; it keeps serving after that.
         deadline = time.monotonic() + 60
-        while True:
-            try:
-                resp = httpx.get(f"{base}/checkpoint", timeout=2)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise
-                time.sleep(0.2)
+        while not (d / "customer/proofs/entry-42.tlog-proof").exists():
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "the demo did not finish building"
+            time.sleep(0.2)
+        resp = httpx.get(f"{base}/checkpoint", timeout=5)
         assert resp.status_code == 200
         assert resp.headers["content-type"] == "text/plain; charset=utf-8"
-        policy = Policy.parse((d / "customer/releases.tlog-policy").read_bytes())
-        verified = policy.verify_checkpoint(resp.text)
+        log_key = ed25519_verifier((d / "logs/releases/log.vkey").read_text().strip())
+        verified = open_checkpoint(resp.text, log_key)
         size = verified.checkpoint.size
+        # The customer's proof carries the witnesses' cosignatures.
+        policy = Policy.parse((d / "customer/releases.tlog-policy").read_bytes())
+        proof = TlogProof.parse((d / "customer/proofs/entry-42.tlog-proof").read_bytes())
+        assert policy.verify_checkpoint(proof.checkpoint).checkpoint == verified.checkpoint
 
         with httpx.Client(base_url=base, timeout=5) as client:
 
@@ -131,6 +136,7 @@ def test_demo_serves_tiles_a_client_can_verify(tmp_path: Path) -> None:
             assert client.get("/tile/0/x/..").status_code in (400, 404)
             assert client.get("/tile/0/0000").status_code == 400
             assert client.get("/tile/0/999").status_code == 404
+            assert client.get("/entry/42").json()["index"] == 42
             entry = decode_bundle(entries.content, 232)[10]
             index = 3 * 256 + 10
             proof = inclusion_proof(reader, index, size)

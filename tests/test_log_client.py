@@ -25,7 +25,13 @@ from overt.errors import MalformedError, OvertError, VerificationError
 from overt.log.config import LogConfig
 from overt.log.fsck import verify_log
 from overt.log.log import Log, init_log
-from overt.log.remote import FetchError, FileMemory, directory_fetcher, http_fetcher
+from overt.log.remote import (
+    FetchError,
+    FileMemory,
+    directory_fetcher,
+    http_fetcher,
+    open_source,
+)
 from overt.tlog.checkpoint import open_checkpoint
 from overt.tlog.client import DictMemory, LogClient
 from overt.tlog.hashing import leaf_hash
@@ -558,12 +564,17 @@ def test_verify_log_detects_a_checkpoint_over_another_tree(
 def test_verify_log_checks_older_partial_tiles_it_serves(built: BuiltLog) -> None:
     """Partial tiles kept for clients at older checkpoints are served too.
 
-    fsck's docstring promises to find "anything a reader could be served"; a
-    client that accepted the checkpoint of size 5 reads tile/0/000.p/5.
+    fsck promises to find "anything a reader could be served"; a client that
+    accepted the checkpoint of size 5 reads tile/0/000.p/5. A URL cannot be
+    listed, so the caller names the older partial tiles it knows of.
     """
     files = load_files(built.tiles)
-    stale = [p for p in files if ".p/" in p and p not in current_tree_files(N)]
+    partials = sorted(p for p in files if ".p/" in p)
+    stale = [p for p in partials if p not in current_tree_files(N)]
     assert "tile/0/000.p/5" in stale
+    assert "tile/entries/000.p/1" in stale
+    report = verify_log(memory_fetcher(files), built.verifier, older_partials=partials)
+    assert report.tiles_checked >= len(tiles_for_size(N)) + len(stale)
     undetected = []
     for path in stale:
         forged = {**files, path: flip(files[path], 3)}
@@ -575,15 +586,22 @@ def test_verify_log_checks_older_partial_tiles_it_serves(built: BuiltLog) -> Non
             list(LogClient(memory_fetcher(at_size), log_key=built.verifier).entries())
         # ...so verifying the log should find it.
         try:
-            verify_log(
-                memory_fetcher(forged),
-                built.verifier,
-                older_partials=[p for p in forged if ".p/" in p],
-            )
+            verify_log(memory_fetcher(forged), built.verifier, older_partials=partials)
         except VerificationError:
             continue
         undetected.append(path)
     assert undetected == [], f"verify_log accepts the log with a flipped bit in {undetected}"
+
+
+def test_verify_log_finds_damaged_older_partials_in_a_directory(
+    built: BuiltLog, tmp_path: Path
+) -> None:
+    tiles = _forged_copy(built, tmp_path, "tile/0/000.p/5", 17)
+    source = open_source(str(tiles))
+    assert "tile/0/000.p/5" in source.partial_tiles()
+    verify_log(source.fetch, built.verifier)  # not listed: the current tree is fine
+    with pytest.raises(VerificationError, match=r"000\.p/5"):
+        verify_log(source.fetch, built.verifier, older_partials=source.partial_tiles())
 
 
 def test_entry_bundle_paths_match_the_tiles() -> None:

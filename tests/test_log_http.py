@@ -510,6 +510,7 @@ def test_entry_proof_matches_the_checkpoint_returned_with_it(tmp_path: Path) -> 
 
         log.inclusion_proof = proof_then_publish  # type: ignore[method-assign]
         body = client.get("/entry/1").json()
+        assert fired, "the simulated concurrent publication did not happen"
         signed = open_checkpoint(body["checkpoint"], verifier_of(log_dir)).checkpoint
         proof = [unb64(p) for p in body["proof"]]
         assert signed.size == body["size"], "proof and checkpoint are for different tree sizes"

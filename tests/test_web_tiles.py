@@ -7,18 +7,17 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from overt.log.tilewriter import write_growth
-from overt.tlog.merkle import MemoryTree
+from overt.log.config import LogConfig
+from overt.log.log import Log, init_log
 from overt.web.app import create_app
 
 
 @pytest.fixture()
 def client(tmp_path: Path) -> TestClient:
-    entries = [b"e%d" % i for i in range(300)]
-    tree = MemoryTree()
-    tree.extend(entries)
-    tiles = tmp_path / "logs" / "rel" / "tiles"
-    write_growth(tiles, tree, lambda a, b: entries[a:b], 0, 300)
+    log_dir = tmp_path / "logs" / "rel"
+    init_log(log_dir, LogConfig(origin="example.com/rel"))
+    with Log(log_dir) as log:
+        log.add([b"e%d" % i for i in range(300)])
     (tmp_path / "logs" / "empty" / "tiles").mkdir(parents=True)
     return TestClient(create_app(tmp_path))
 

@@ -12,7 +12,7 @@ from overt.demo.build import build
 
 def parse_listen(listen: str) -> tuple[str, int]:
     host, sep, port_s = listen.rpartition(":")
-    if not sep or not host or not port_s.isdigit() or not 0 < int(port_s) < 65536:
+    if not sep or not host or not port_s.isdigit() or not 0 <= int(port_s) < 65536:
         fail(f"--listen must be HOST:PORT, got {listen!r}")
     return host.strip("[]"), int(port_s)
 
@@ -26,48 +26,54 @@ def demo(
         help="Directory for the deployment (replaced if it holds an earlier demo).",
     ),
     serve: bool = typer.Option(
-        True, "--serve/--no-serve", help="Serve the deployment over HTTP until Ctrl-C."
+        True, "--serve/--no-serve", help="Keep serving the deployment over HTTP until Ctrl-C."
     ),
-    listen: str = typer.Option("127.0.0.1:8080", "--listen", help="Address to serve on."),
+    listen: str = typer.Option(
+        "127.0.0.1:8080",
+        "--listen",
+        help="Address to serve on. With --no-serve a free port is used unless one is given.",
+    ),
 ) -> None:
     """Build a complete sample Overt deployment in a directory and explain each step.
 
-    It creates a release log with sample entries, witnesses that cosign its
-    checkpoint, a customer trust policy, and an offline proof that it verifies
-    (and shows a tampered entry being refused). Then it serves the log's
-    tiles over HTTP so any tlog-tiles client can read them.
+    It creates a release log and starts its server on localhost, adds sample
+    release records over HTTP, re-reads and verifies them as a client would,
+    has three witnesses cosign the checkpoint, writes a customer trust policy
+    and an offline proof, verifies it (and shows a tampered entry refused).
+    Then it keeps serving until Ctrl-C.
     """
     host, port = parse_listen(listen)
+    if not serve and listen == "127.0.0.1:8080":
+        port = 0
 
     def say(step: str, message: str) -> None:
         out.print(f"[bold cyan]{step:>10}[/]  {message}", soft_wrap=True)
 
     out.print(f"[bold]Building the Overt demo in {directory}/[/]")
-    result = build(directory, say)
+    result = build(directory, say, host, port)
     rel = Path(directory)
     out.print()
-    out.print("[bold]Try it yourself:[/]")
+    out.print("[bold]Try it yourself[/] (with .venv/bin on your PATH):")
     out.print(
         f"  overt tlog verify-proof {rel / result.proof_file.relative_to(result.root)} "
         f"--policy {rel / result.policy_file.relative_to(result.root)} "
         f"--entry {rel / result.entry_file.relative_to(result.root)}",
         soft_wrap=True,
     )
-    out.print(
-        f"  overt note verify --key {rel}/logs/releases/log.vkey "
-        f"{rel}/logs/releases/tiles/checkpoint",
-        soft_wrap=True,
-    )
+    out.print(f"  overt log verify {rel}/logs/releases", soft_wrap=True)
     out.print(f"  Layout of {rel}/ is described in docs/demo.md.")
     if not serve:
+        result.server.stop()
         return
-    import uvicorn
-
-    from overt.web.app import create_app
-
-    base = f"http://{host}:{port}"
+    base = result.base_url
     out.print()
-    out.print(f"[bold]Serving {rel}/ at {base}/[/] (Ctrl-C to stop)")
-    out.print(f"  {base}/logs/releases/checkpoint")
-    out.print(f"  {base}/logs/releases/tile/0/000")
-    uvicorn.run(create_app(directory), host=host, port=port, log_level="warning")
+    out.print(f"[bold]Serving at {base}/[/] (Ctrl-C to stop)")
+    out.print(f"  curl -s {base}/checkpoint")
+    out.print(f"  curl -s {base}/entry/{42}")
+    out.print(f"  overt log status {base}  --key {rel}/logs/releases/log.vkey", soft_wrap=True)
+    try:
+        result.server.wait()
+    except KeyboardInterrupt:
+        out.print("stopping")
+    finally:
+        result.server.stop()

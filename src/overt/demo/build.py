@@ -2,49 +2,46 @@
 
 Everything is made with the same public APIs a real deployment uses; the demo
 only chooses names and sample data. Each step reports what it did through
-`say`, so the command line can explain it and tests can check it.
-
-Layout (docs/demo.md):
-
-    D/logs/releases/          the release log's data directory
-        log.vkey              its verifier key (public)
-        secrets/log.key       its private key (0600)
-        entries.jsonl         the sample entries, one per line
-        tiles/                checkpoint, tile/..., tile/entries/... (C2SP tlog-tiles)
-    D/witnesses/<name>/       witness.key (0600) and witness.vkey
-    D/customer/
-        releases.tlog-policy  the customer's C2SP tlog-policy
-        proofs/               entry files and their .tlog-proof files
+`say`, so the command line can explain it and tests can check it. The layout
+is described in docs/demo.md.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import httpx
 
 from overt.crypto.keyfile import write_private_key
 from overt.crypto.keys import SIG_COSIGNATURE_V1, Ed25519Signer, ed25519_verifier
 from overt.crypto.note import split
 from overt.errors import OvertError, VerificationError
+from overt.log.config import LogConfig
 from overt.log.files import atomic_write
-from overt.log.tilewriter import write_growth
-from overt.tlog.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
+from overt.log.log import init_log
+from overt.log.remote import http_fetcher
+from overt.tlog.checkpoint import Checkpoint, sign_checkpoint
+from overt.tlog.client import LogClient
 from overt.tlog.cosignature import CosignatureSigner
 from overt.tlog.hashing import leaf_hash
-from overt.tlog.merkle import MemoryTree, inclusion_proof
 from overt.tlog.policy import Policy
 from overt.tlog.proof import TlogProof, verify_proof
-from overt.tlog.tiles import Tile, TileHashReader
+from overt.web.app import create_app
+from overt.web.server import BackgroundServer
 
 MARKER = ".overt-demo"
 ORIGIN = "demo.overt.example/releases"
+LOG_NAME = "releases"
 WITNESSES = ("zurich", "geneva", "lausanne")
 QUORUM = 2
 SAMPLE_ENTRIES = 1000
+BATCH = 250
 PROVEN_INDEX = 42
 
 Say = Callable[[str, str], None]
@@ -53,6 +50,8 @@ Say = Callable[[str, str], None]
 @dataclass
 class DemoResult:
     root: Path
+    base_url: str
+    server: BackgroundServer
     log_vkey: str
     checkpoint: Checkpoint
     proof_file: Path
@@ -98,51 +97,101 @@ def sample_entries(count: int) -> list[bytes]:
     return entries
 
 
-def _new_key(directory: Path, filename: str, name: str, sig_type: int) -> Ed25519Signer:
-    signer = Ed25519Signer.generate(name, sig_type)
-    directory.mkdir(parents=True, exist_ok=True)
-    write_private_key(directory / filename, signer)
-    return signer
+def _witness(root: Path, name: str) -> CosignatureSigner:
+    key = Ed25519Signer.generate(f"witness.demo.overt.example/{name}", SIG_COSIGNATURE_V1)
+    wdir = root / "witnesses" / name
+    wdir.mkdir(parents=True, exist_ok=True)
+    write_private_key(wdir / "witness.key", key)
+    (wdir / "witness.vkey").write_text(f"{key.verifier_key()}\n")
+    return CosignatureSigner(key)
 
 
-def build(root: Path, say: Say) -> DemoResult:
+def _add_over_http(base: str, token: str, entries: list[bytes]) -> tuple[list[int], int]:
+    indexes: list[int] = []
+    size = 0
+    with httpx.Client(base_url=base, timeout=60) as http:
+        for start in range(0, len(entries), BATCH):
+            body = {
+                "entries": [base64.b64encode(e).decode() for e in entries[start : start + BATCH]]
+            }
+            resp = http.post(
+                "/add-batch",
+                params={"wait": "true"},
+                json=body,
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            if resp.status_code != 200:
+                raise OvertError(
+                    f"adding to the demo log failed: HTTP {resp.status_code} {resp.text}"
+                )
+            indexes.extend(resp.json()["indexes"])
+            size = resp.json()["size"]
+    return indexes, size
+
+
+def build(root: Path, say: Say, host: str = "127.0.0.1", port: int = 0) -> DemoResult:
+    """Build the demo; the returned result holds the still-running HTTP server."""
     prepare_dir(root)
-    log_dir = root / "logs" / "releases"
-    tiles_dir = log_dir / "tiles"
+    log_dir = root / "logs" / LOG_NAME
 
-    # 1. Keys: the vendor's log key and three independent witnesses' keys.
-    log_key = _new_key(log_dir / "secrets", "log.key", ORIGIN, 0x01)
-    log_vkey = str(log_key.verifier_key())
-    (log_dir / "log.vkey").write_text(log_vkey + "\n")
-    say("keys", f"log key for origin {ORIGIN}: {log_vkey}")
-    witnesses: list[CosignatureSigner] = []
-    for name in WITNESSES:
-        wdir = root / "witnesses" / name
-        key = _new_key(
-            wdir, "witness.key", f"witness.demo.overt.example/{name}", SIG_COSIGNATURE_V1
-        )
-        (wdir / "witness.vkey").write_text(f"{key.verifier_key()}\n")
-        witnesses.append(CosignatureSigner(key))
-        say("keys", f"witness {name}: {key.verifier_key()}")
+    # 1. The vendor's release log, and three independent witnesses' keys.
+    config = LogConfig(origin=ORIGIN, integration_period_ms=100)
+    log_vkey = init_log(log_dir, config)
+    say("log", f"release log created in {log_dir.relative_to(root)}; key {log_vkey}")
+    witnesses = [_witness(root, name) for name in WITNESSES]
+    for name, w in zip(WITNESSES, witnesses, strict=True):
+        say("witness", f"{name}: {w.verifier_key()}")
 
-    # 2. The log: sample entries, their tiles and entry bundles.
+    # 2. A real log server on localhost.
+    server = BackgroundServer(create_app(root, live_logs=(LOG_NAME,)), host, port)
+    base = server.start()
+    log_url = f"{base}/logs/{LOG_NAME}"
+    try:
+        result = _populate(root, say, server, log_url, log_dir, log_vkey, witnesses)
+    except BaseException:
+        server.stop()
+        raise
+    return result
+
+
+def _populate(
+    root: Path,
+    say: Say,
+    server: BackgroundServer,
+    log_url: str,
+    log_dir: Path,
+    log_vkey: str,
+    witnesses: list[CosignatureSigner],
+) -> DemoResult:
+    say("server", f"log server running at {log_url}/")
+
+    # 3. The vendor adds release records over HTTP.
     entries = sample_entries(SAMPLE_ENTRIES)
-    (log_dir / "entries.jsonl").write_bytes(b"".join(e + b"\n" for e in entries))
-    tree = MemoryTree()
-    tree.extend(entries)
-    files = write_growth(tiles_dir, tree, lambda a, b: entries[a:b], 0, tree.size)
-    say("log", f"{tree.size} release records logged; {files} tiles and entry bundles written")
+    token = (log_dir / "secrets" / "write-token").read_text().strip()
+    indexes, size = _add_over_http(log_url, token, entries)
+    if indexes != list(range(len(entries))):
+        raise VerificationError("demo self-check failed: unexpected indexes from the log")
+    say("add", f"{len(entries)} release records added over HTTP; published checkpoint size {size}")
 
-    # 3. Checkpoint: signed by the log, then cosigned by each witness.
-    checkpoint = Checkpoint(ORIGIN, tree.size, tree.root())
-    signed = sign_checkpoint(checkpoint, [log_key])
-    _, log_sig = split(signed)
-    cosigned = sign_checkpoint(checkpoint, witnesses, keep=log_sig)
-    atomic_write(tiles_dir / "checkpoint", cosigned.encode())
-    say("checkpoint", f"size {checkpoint.size}, root {checkpoint.text().split(chr(10))[2]}")
-    say("witness", f"cosigned by {', '.join(WITNESSES)} (cosignature/v1)")
+    # 4. A client re-reads everything through the tiles, verifying as it reads.
+    client = LogClient(http_fetcher(log_url), log_key=ed25519_verifier(log_vkey))
+    checkpoint = client.update()
+    read = [e for _, e in client.entries()]
+    if read != entries:
+        raise VerificationError("demo self-check failed: the log does not hold what was added")
+    say(
+        "client",
+        f"checkpoint verified (size {checkpoint.size}); all {len(read)} entries re-read from "
+        f"{client.tiles.fetched} tiles and bundles, each checked against the root",
+    )
 
-    # 4. The customer's trust policy: this log, the three witnesses, 2 of 3.
+    # 5. Witnesses cosign the checkpoint the client verified.
+    signed = http_fetcher(log_url)("checkpoint").decode()
+    text, log_sig = split(signed)
+    cosigned = sign_checkpoint(Checkpoint.parse(text), witnesses, keep=log_sig)
+    say("witness", f"checkpoint cosigned by {', '.join(WITNESSES)} (cosignature/v1)")
+
+    # 6. The customer's trust policy: this log, the three witnesses, 2 of 3.
     policy_text = (
         f"# Trust the demo release log only if {QUORUM} of {len(WITNESSES)} witnesses cosign.\n"
         f"log {log_vkey}\n"
@@ -158,31 +207,19 @@ def build(root: Path, say: Say) -> DemoResult:
     atomic_write(policy_file, policy_text.encode())
     say("customer", f"trust policy written to {policy_file.relative_to(root)}")
 
-    # 5. A proof for one entry, computed the way a client does: from the
-    # published checkpoint and only the tiles the proof needs.
-    published = open_checkpoint(
-        (tiles_dir / "checkpoint").read_bytes(), ed25519_verifier(log_key.verifier_key())
-    )
-    size = published.checkpoint.size
-
-    def fetch(tiles: Sequence[Tile]) -> list[bytes]:
-        return [(tiles_dir / t.path()).read_bytes() for t in tiles]
-
-    reader = TileHashReader(size, fetch)
-    proof = TlogProof(PROVEN_INDEX, tuple(inclusion_proof(reader, PROVEN_INDEX, size)), cosigned)
+    # 7. An offline proof for one release, from the client's verified tiles.
+    proof = TlogProof(PROVEN_INDEX, tuple(client.inclusion_proof(PROVEN_INDEX)), cosigned)
     proofs = customer / "proofs"
     entry_file = proofs / f"entry-{PROVEN_INDEX}.json"
     proof_file = proofs / f"entry-{PROVEN_INDEX}.tlog-proof"
     atomic_write(entry_file, entries[PROVEN_INDEX])
     atomic_write(proof_file, proof.format().encode())
-    say(
-        "proof",
-        f"entry {PROVEN_INDEX}: proof computed from {reader.tiles_fetched} tiles "
-        f"-> {proof_file.relative_to(root)}",
-    )
+    say("proof", f"entry {PROVEN_INDEX}: offline proof written to {proof_file.relative_to(root)}")
 
-    # 6. Verify it offline, as the customer would, and show a refusal.
-    result = DemoResult(root, log_vkey, checkpoint, proof_file, entry_file, policy_file)
+    # 8. Verify it offline, as the customer would, and show a refusal.
+    result = DemoResult(
+        root, log_url, server, log_vkey, checkpoint, proof_file, entry_file, policy_file
+    )
     parsed = TlogProof.parse(proof_file.read_bytes())
     verified = verify_proof(parsed, leaf_hash(entry_file.read_bytes()), policy)
     result.checks.append(f"log signature by {verified.log.vkey.name}")
