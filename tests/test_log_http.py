@@ -406,10 +406,10 @@ def test_add_batch_with_too_many_entries_is_413(tmp_path: Path) -> None:
     ],
 )
 def test_add_batch_pathological_json_is_400_not_500(tmp_path: Path, body: bytes) -> None:
-    """BUG: json.loads raises RecursionError / ValueError (int digit limit), not JSONDecodeError.
+    """Regression: these made json.loads raise RecursionError / ValueError, not JSONDecodeError.
 
-    log_api.add_batch only catches JSONDecodeError and UnicodeDecodeError, so
-    these bodies reach the catch-all handler and the client gets HTTP 500.
+    log_api.add_batch used to catch only JSONDecodeError and UnicodeDecodeError,
+    so these bodies reached the catch-all handler and the client got HTTP 500.
     """
     log_dir = make_log(tmp_path / "log")
     with serve(log_dir) as client:
@@ -482,13 +482,13 @@ def test_entry_not_yet_integrated(tmp_path: Path) -> None:
 
 
 def test_entry_proof_matches_the_checkpoint_returned_with_it(tmp_path: Path) -> None:
-    """BUG (race): /entry/N proves against one tree size but returns a newer checkpoint.
+    """Regression (race): /entry/N proved one tree size but returned a newer checkpoint.
 
-    `log_api.entry` takes `cp = log.checkpoint`, builds the proof for cp.size,
-    then reads the *current* signed checkpoint file. If the integrator
-    publishes in between (simulated here deterministically by publishing right
-    after the proof is computed), the answer's "checkpoint" is for a larger
-    tree than its "size" and "proof", so the proof does not verify against the
+    `log_api.entry` used to take `cp = log.checkpoint`, build the proof for
+    cp.size, then read the *current* signed checkpoint file. If the integrator
+    published in between (simulated here deterministically by publishing right
+    after the proof is computed), the answer's "checkpoint" was for a larger
+    tree than its "size" and "proof", so the proof did not verify against the
     checkpoint it came with.
     """
     log_dir = make_log(tmp_path / "log", integration_period_ms=3_600_000)
@@ -518,13 +518,13 @@ def test_entry_proof_matches_the_checkpoint_returned_with_it(tmp_path: Path) -> 
 
 
 def test_entry_read_during_publication_is_not_500(tmp_path: Path) -> None:
-    """BUG (race): an entry read while a checkpoint is being published gets HTTP 500.
+    """Regression (race): an entry read while a checkpoint was being published got HTTP 500.
 
-    `Log.integrate` calls `store.record_published` (which deletes the pending
-    rows below the new size) *before* it sets `Log._checkpoint`. A GET
-    /entry/N for a just-integrated N arriving in that window sees
-    N >= log.checkpoint.size, goes to `store.pending_entry(N)`, finds nothing
-    and `Log.entry` raises LogError -> HTTP 500. The window is reproduced here
+    `Log.integrate` used to call `store.record_published` (which deletes the
+    pending rows below the new size) *before* setting `Log._checkpoint`. A GET
+    /entry/N for a just-integrated N arriving in that window saw
+    N >= log.checkpoint.size, went to `store.pending_entry(N)`, found nothing
+    and `Log.entry` raised LogError -> HTTP 500. The window is reproduced here
     deterministically by issuing the request from inside record_published.
     """
     log_dir = make_log(tmp_path / "log", integration_period_ms=3_600_000)
@@ -795,12 +795,12 @@ def test_missing_tiles_are_404(populated: Populated, path: str) -> None:
 
 @pytest.mark.parametrize("groups", [10, 900])
 def test_absurdly_large_tile_index_is_not_500(populated: Populated, groups: int) -> None:
-    """BUG: a canonical tile path with ~900 index groups (> PATH_MAX) gets HTTP 500.
+    """Regression: a canonical tile path with ~900 index groups (> PATH_MAX) got HTTP 500.
 
-    Tile.parse_path accepts any number of x-groups (an index far beyond any
+    Tile.parse_path accepted any number of x-groups (an index far beyond any
     tree size up to 2**63), and web/tiles.py `tile` catches only
     FileNotFoundError/NotADirectoryError, so open() raising OSError(ENAMETOOLONG)
-    escapes to the catch-all handler.
+    escaped to the catch-all handler.
     """
     path = "/tile/0/x001/" + "x000/" * groups + "000"
     resp = populated.client.get(path)
