@@ -23,6 +23,7 @@ import base64
 import binascii
 import hmac
 import json
+import re
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
@@ -117,9 +118,18 @@ async def _read_body(request: Request, limit: int) -> bytes | JSONResponse:
     return bytes(body)
 
 
+_B64URL = re.compile(r"[A-Za-z0-9_-]{43}=?")
+
+
 def _parse_leaf_hash(text: str) -> bytes:
+    """64 hex digits, or base64url with or without its padding, nothing else."""
     try:
-        raw = bytes.fromhex(text) if len(text) == 2 * HASH_SIZE else base64.urlsafe_b64decode(text)
+        if len(text) == 2 * HASH_SIZE:
+            raw = bytes.fromhex(text)
+        elif _B64URL.fullmatch(text):
+            raw = base64.urlsafe_b64decode(text.rstrip("=") + "=")
+        else:
+            raise ValueError(text)
     except (ValueError, binascii.Error) as exc:
         raise MalformedError("leaf hash must be 64 hex digits or base64url") from exc
     if len(raw) != HASH_SIZE:
