@@ -309,6 +309,38 @@ def loadavg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+class OtherLoad:
+    """CPU used by processes other than this benchmark's, between start and stop.
+
+    System-wide busy time (/proc/stat) minus this process, its waited-for
+    children and any extra pids passed in (the server). The load average would
+    count the benchmark's own children too.
+    """
+
+    def __init__(self, *pids: int) -> None:
+        self._pids = pids
+        self._t0 = time.perf_counter()
+        self._sys0 = self._system_busy_s()
+        self._own0 = self._own_s()
+
+    @staticmethod
+    def _system_busy_s() -> float:
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+        return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+    def _own_s(self) -> float:
+        me = resource.getrusage(resource.RUSAGE_SELF)
+        return me.ru_utime + me.ru_stime + children_cpu_s() + sum(map(proc_cpu_s, self._pids))
+
+    def stop(self) -> float:
+        """Cores used by other processes on average since start."""
+        wall = time.perf_counter() - self._t0
+        others = (self._system_busy_s() - self._sys0) - (self._own_s() - self._own0)
+        return round(max(0.0, others) / wall, 2)
+
+
 # --- child processes -----------------------------------------------------------
 
 
@@ -321,6 +353,7 @@ def child_bulk_overt(directory: Path, entries: int, chunk: int) -> dict[str, Any
     gc.collect()
     baseline = rss_mb()
     baseline_peak = maxrss_mb()
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
     seq_s = int_s = 0.0
     wall0 = time.perf_counter()
     done = 0
@@ -337,6 +370,7 @@ def child_bulk_overt(directory: Path, entries: int, chunk: int) -> dict[str, Any
         done += n
         del batch
     wall = time.perf_counter() - wall0
+    ru1 = resource.getrusage(resource.RUSAGE_SELF)
     size = log.checkpoint.size
     sequenced = log.sequenced_size()
     root = log.checkpoint.root_hash.hex()
@@ -360,6 +394,8 @@ def child_bulk_overt(directory: Path, entries: int, chunk: int) -> dict[str, Any
         "maxrss_before_work_mb": baseline_peak,
         "maxrss_peak_mb": peak,
         "maxrss_growth_mb": peak - baseline,
+        "cpu_user_seconds": ru1.ru_utime - ru0.ru_utime,  # includes generating the entries
+        "cpu_system_seconds": ru1.ru_stime - ru0.ru_stime,
         "disk": dir_usage(directory),
     }
 
@@ -377,6 +413,7 @@ def child_bulk_pymerkle(db: Path, entries: int, chunk: int) -> dict[str, Any]:
     gc.collect()
     baseline = rss_mb()
     baseline_peak = maxrss_mb()
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
     timed = 0.0
     wall0 = time.perf_counter()
     done = 0
@@ -389,6 +426,7 @@ def child_bulk_pymerkle(db: Path, entries: int, chunk: int) -> dict[str, Any]:
         done += n
         del batch
     wall = time.perf_counter() - wall0
+    ru1 = resource.getrusage(resource.RUSAGE_SELF)
     size = tree.get_size()
     tree.close()
     peak = maxrss_mb()
@@ -405,6 +443,8 @@ def child_bulk_pymerkle(db: Path, entries: int, chunk: int) -> dict[str, Any]:
         "maxrss_before_work_mb": baseline_peak,
         "maxrss_peak_mb": peak,
         "maxrss_growth_mb": peak - baseline,
+        "cpu_user_seconds": ru1.ru_utime - ru0.ru_utime,
+        "cpu_system_seconds": ru1.ru_stime - ru0.ru_stime,
         "disk_mb": db.stat().st_size / 2**20,
     }
 
@@ -506,14 +546,15 @@ def bench_bulk(cfg: Config, work: Path) -> tuple[Path, dict[str, Any]]:
     dirs: dict[int, Path] = {}
     for chunk in cfg.chunks:
         d = work / f"bulk-{chunk}"
-        console.print(
-            f"  overt: {cfg.entries:,} entries, chunks of {chunk:,} (load {loadavg()})..."
-        )
+        load = loadavg()
+        console.print(f"  overt: {cfg.entries:,} entries, chunks of {chunk:,} (load {load})...")
+        watch = OtherLoad()
         r = run_child(
             ["bulk-overt", "--path", str(d), "--entries", str(cfg.entries), "--chunk", str(chunk)],
             timeout=1800,
         )
-        r["loadavg_before"] = loadavg()
+        r["other_processes_cores"] = watch.stop()
+        r["loadavg_before"] = load
         console.print(
             f"    {r['entries_per_s']:,.0f}/s (sequence {r['sequence_seconds']:.1f} s, "
             f"integrate {r['integrate_seconds']:.1f} s), peak RSS {r['maxrss_peak_mb']:.0f} MB"
@@ -530,6 +571,8 @@ def bench_bulk(cfg: Config, work: Path) -> tuple[Path, dict[str, Any]]:
             f"  pymerkle SqliteTree: {cfg.entries:,} entries, chunks of {best['chunk']:,}..."
         )
         db = work / "pymerkle.db"
+        load = loadavg()
+        watch = OtherLoad()
         pm = run_child(
             [
                 "bulk-pymerkle",
@@ -542,6 +585,8 @@ def bench_bulk(cfg: Config, work: Path) -> tuple[Path, dict[str, Any]]:
             ],
             timeout=1800,
         )
+        pm["loadavg_before"] = load
+        pm["other_processes_cores"] = watch.stop()
         console.print(f"    {pm['entries_per_s']:,.0f}/s, peak RSS {pm['maxrss_peak_mb']:.0f} MB")
         for suffix in ("", "-journal", "-wal", "-shm"):
             Path(f"{db}{suffix}").unlink(missing_ok=True)
@@ -565,6 +610,7 @@ def bench_proofs(cfg: Config, directory: Path) -> dict[str, Any]:
     from overt.tlog.tiles import TILE_WIDTH
 
     clock = time.perf_counter_ns
+    watch = OtherLoad()
     with Log(directory) as log:  # fresh Log: empty tile cache (OS page cache is warm)
         size, root = log.checkpoint.size, log.checkpoint.root_hash
         rng = random.Random(f"proofs:{cfg.seed}")
@@ -616,6 +662,7 @@ def bench_proofs(cfg: Config, directory: Path) -> dict[str, Any]:
     return {
         "size": size,
         "proofs": cfg.proofs,
+        "other_processes_cores": watch.stop(),
         "cold": summarize_ns(cold_all),
         "cold_first_touch_of_level0_tile": summarize_ns(cold_miss) if cold_miss else None,
         "cold_level0_tile_cached": summarize_ns(cold_hit) if cold_hit else None,
@@ -756,9 +803,11 @@ def measured(
 ) -> dict[str, Any]:
     """drive() plus the CPU the server and the generator used during it."""
     load = loadavg()
+    watch = OtherLoad(server.proc.pid)
     srv0, gen0, t0 = proc_cpu_s(server.proc.pid), children_cpu_s(), time.perf_counter()
     r = drive(cfg, mode, server.url, seconds, conns, work, **kw)
     wall = time.perf_counter() - t0
+    r["other_processes_cores"] = watch.stop()
     r["server_cpu_cores"] = (proc_cpu_s(server.proc.pid) - srv0) / wall
     r["generator_cpu_cores"] = (children_cpu_s() - gen0) / wall
     r["loadavg_before"] = load
@@ -767,6 +816,8 @@ def measured(
     r["ok_per_s"] = r["ok_responses"] / r["seconds"]
     r["requests_per_s"] = r["requests"] / r["seconds"]
     r["non_200"] = {k: v for k, v in r["status"].items() if k != "200"}
+    cpu_s = r["server_cpu_cores"] * wall
+    r["server_cpu_us_per_request"] = cpu_s / r["requests"] * 1e6 if r["requests"] else None
     return r
 
 
@@ -926,7 +977,7 @@ def report(
 
     bulk_ratio = best["entries_per_s"] / pm["entries_per_s"] if pm else None
     for r in bulk["runs"]:
-        label = f"bulk sequence+integrate, chunk {r['chunk']:,}"
+        label = f"bulk seq+integrate, chunk {r['chunk']:,}"
         if r is not best:
             row(label, fmt_rate(r["entries_per_s"]))
             continue
@@ -943,12 +994,12 @@ def report(
             fmt_ratio(bulk_ratio),
         )
     row(
-        "  best: sequence / integrate time",
+        "  best: sequence / integrate",
         f"{best['sequence_seconds']:.1f} s / {best['integrate_seconds']:.1f} s",
     )
     peak = best["maxrss_peak_mb"]
     judged(
-        "bulk peak RSS (ru_maxrss of the child)",
+        "bulk peak RSS (child's ru_maxrss)",
         f"{peak:,.0f} MB",
         "bulk_peak_rss_mb",
         peak,
@@ -965,7 +1016,7 @@ def report(
     for key in ("cold", "warm"):
         s = pr[key]
         judged(
-            f"proof in-process ({key}): median",
+            f"proof in-process, {key}: median",
             fmt_us(s["median_us"]),
             f"proof_{key}_median_us",
             s["median_us"],
@@ -977,11 +1028,11 @@ def report(
     s = pr["cold_first_touch_of_level0_tile"]
     if s:
         row(
-            f"  cold, 1st touch of a level-0 tile (n={s['count']:,}): median / p99",
+            f"  cold, new level-0 tile (n={s['count']:,}): med/p99",
             f"{s['median_us']:,.0f} / {s['p99_us']:,.0f} µs",
         )
     judged(
-        f"HTTP GET /proof/inclusion, {cfg.proof_connections} conns",
+        f"GET /proof/inclusion, {cfg.proof_connections} conns",
         fmt_rate(hp["ok_per_s"]),
         "http_proof_per_s",
         hp["ok_per_s"],
@@ -993,7 +1044,7 @@ def report(
     row("  latency p50 / p99", f"{lat['p50'] / 1000:,.1f} / {lat['p99'] / 1000:,.1f} ms")
     row("  non-200 responses", _fmt_counts(hp))
     judged(
-        f"HTTP POST /add acknowledged, {cfg.add_connections} conns",
+        f"POST /add acknowledged, {cfg.add_connections} conns",
         fmt_rate(ha["ok_per_s"]),
         "http_add_per_s",
         ha["ok_per_s"],
@@ -1037,7 +1088,10 @@ def report(
         f"bulk: entries of {ENTRY_SIZE} random bytes made lazily per chunk with os.urandom in a "
         "child process (untimed, so RSS reflects the log, not N entries held in memory); "
         f"timed = sequence() + integrate(). With generation: "
-        f"{best['entries_per_s_with_generation']:,.0f}/s. Log on disk: "
+        f"{best['entries_per_s_with_generation']:,.0f}/s in "
+        f"{best['wall_seconds_with_generation']:.1f} s (child CPU: user "
+        f"{best['cpu_user_seconds']:.1f} s, system {best['cpu_system_seconds']:.1f} s). "
+        "Log on disk: "
         f"{best['disk']['mb']:,.0f} MB in {best['disk']['files']:,} files.",
         f"proofs: {pr['proofs']:,} random indexes per pass; cold = fresh Log (empty tile cache; "
         "the OS page cache is warm), warm = every tile cached. Verified "
@@ -1046,8 +1100,16 @@ def report(
         f"HTTP load: {hp['generator']}. CPU used, in cores (machine: {os.cpu_count()}, shared): "
         f"server {hp['server_cpu_cores']:.2f} / generator {hp['generator_cpu_cores']:.2f} "
         f"during proofs, {ha['server_cpu_cores']:.2f} / {ha['generator_cpu_cores']:.2f} "
-        "during adds. Proof load measured after a "
-        f"{hp['warmup_seconds']:g} s warm-up.",
+        "during adds; server CPU per request "
+        f"{_fmt_opt(hp['server_cpu_us_per_request'])} µs (proofs) / "
+        f"{_fmt_opt(ha['server_cpu_us_per_request'])} µs (adds). Proof load measured after "
+        f"a {hp['warmup_seconds']:g} s warm-up.",
+        "other processes on the machine used, in cores: bulk "
+        + ", ".join(f"{r['other_processes_cores']:.2f}" for r in bulk["runs"])
+        + (f", pymerkle {pm['other_processes_cores']:.2f}" if pm else "")
+        + f"; in-process proofs {pr['other_processes_cores']:.2f}; HTTP proofs "
+        f"{hp['other_processes_cores']:.2f}; HTTP adds {ha['other_processes_cores']:.2f}"
+        " (well above 0: the machine was shared and the figures are noisy).",
         f"adds: {c['acknowledged']:,} acknowledged (HTTP 200), {c['sequenced_at_end']:,} "
         f"sequenced ({c['in_flight_when_load_stopped']:,} in flight when the load stopped), "
         f"checkpoint {c['after_shutdown']['checkpoint_size']:,} after shutdown: "
@@ -1066,6 +1128,10 @@ def report(
     for note in notes:
         console.print(note)
     return {"ratios": {"bulk_overt_over_pymerkle": bulk_ratio}, "targets": targets}
+
+
+def _fmt_opt(x: float | None) -> str:
+    return "?" if x is None else f"{x:,.0f}"
 
 
 def _fmt_counts(r: dict[str, Any]) -> str:

@@ -258,3 +258,11 @@ def test_witness_key_cannot_sign_plain_notes_as_ed25519(tmp_path: Path) -> None:
     as_ed25519 = Ed25519Signer("w.example/1", w.seed).verifier_key()
     proc = run("note", "verify", "--key", str(as_ed25519), stdin=signed.stdout.encode())
     assert proc.returncode == 1  # different key ID: the signature is not recognised
+
+
+def test_witness_key_cosigns_only_checkpoints(tmp_path: Path) -> None:
+    key = tmp_path / "w"
+    run("keys", "generate", "w.example/1", "--out", key, "--type", "witness")
+    proc = run("note", "sign", key, stdin=b"just some text\n")
+    assert proc.returncode == 2
+    assert "checkpoint" in proc.stderr

@@ -786,3 +786,29 @@ def test_errors_are_overt_errors() -> None:
     assert issubclass(MalformedError, OvertError)
     assert issubclass(VerificationError, OvertError)
     assert issubclass(KeyFileError, OvertError)
+
+
+def test_resigning_replaces_the_earlier_line_of_the_same_key() -> None:
+    signer = Ed25519Signer.generate("example.com/again")
+    first = sign_note("text\n", [signer])
+    _, sigs = split(first)
+    again = sign_note("text\n", [signer], keep=sigs)
+    assert again.count("\u2014 ") == 1
+
+
+def test_two_trusted_keys_with_one_name_and_id_are_refused() -> None:
+    a = Ed25519Signer.generate("example.com/twin")
+    b = Ed25519Signer.generate("example.com/twin")
+    note = sign_note("text\n", [a])
+    # Forge b's verifier so it claims a's key ID: an ambiguous configuration.
+    forged = Ed25519Verifier(VerifierKey(b.name, a.key_id, 0x01, b.public))
+    with pytest.raises(MalformedError, match="ambiguous"):
+        open_note(note, [Ed25519Verifier(a.verifier_key()), forged])
+    # The same key given twice is fine.
+    open_note(note, [Ed25519Verifier(a.verifier_key()), Ed25519Verifier(a.verifier_key())])
+
+
+def test_dsse_payload_type_that_is_not_unicode_is_malformed() -> None:
+    obj = {"payload": "", "payloadType": "\ud800", "signatures": []}
+    with pytest.raises(MalformedError):
+        Envelope.from_json(obj)

@@ -10,6 +10,7 @@ from overt.cli.common import err, fail, handle_errors, read_text, vkey_argument
 from overt.crypto.keyfile import read_private_key
 from overt.crypto.keys import SIG_COSIGNATURE_V1, Signer, Verifier, VerifierKey, ed25519_verifier
 from overt.crypto.note import open_note, sign_note, split
+from overt.tlog.checkpoint import Checkpoint
 from overt.tlog.cosignature import CosignatureSigner, CosignatureVerifier
 
 app = typer.Typer(
@@ -46,11 +47,11 @@ def sign(
     key = read_private_key(key_file)
     signer: Signer = CosignatureSigner(key) if key.sig_type == SIG_COSIGNATURE_V1 else key
     data = read_text(file, "note")
-    if add:
-        text, existing = split(data)
-        print(sign_note(text, [signer], keep=existing), end="")
-    else:
-        print(sign_note(data, [signer]), end="")
+    text, existing = split(data) if add else (data, [])
+    if key.sig_type == SIG_COSIGNATURE_V1:
+        # A cosignature is a statement about a checkpoint; refuse anything else.
+        Checkpoint.parse(text)
+    print(sign_note(text, [signer], keep=existing), end="")
 
 
 @app.command()

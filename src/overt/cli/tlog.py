@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 from pathlib import Path
 
 import typer
 
 from overt.cli.common import fail, handle_errors, out, read_input, read_text, vkey_argument
+from overt.crypto.encoding import b64decode_strict
 from overt.crypto.keys import ed25519_verifier
 from overt.tlog.checkpoint import Checkpoint, open_checkpoint
 from overt.tlog.hashing import HASH_SIZE, leaf_hash
@@ -27,12 +26,8 @@ def _hash_arg(value: str, what: str) -> bytes:
     """A hash given as base64 (as in checkpoints) or 64 hex digits."""
     value = value.strip()
     try:
-        raw = (
-            bytes.fromhex(value)
-            if len(value) == 2 * HASH_SIZE
-            else base64.b64decode(value, validate=True)
-        )
-    except (ValueError, binascii.Error):
+        raw = bytes.fromhex(value) if len(value) == 2 * HASH_SIZE else b64decode_strict(value, what)
+    except ValueError:
         fail(f"{what}: not base64 or hex: {value[:60]!r}")
     if len(raw) != HASH_SIZE:
         fail(f"{what}: {len(raw)} bytes, a SHA-256 hash is {HASH_SIZE}")
@@ -41,7 +36,8 @@ def _hash_arg(value: str, what: str) -> bytes:
 
 def _proof_hashes(path: Path | None) -> list[bytes]:
     text = read_text(path, "proof")
-    return [_hash_arg(line, f"proof line {i}") for i, line in enumerate(text.split(), 1)]
+    lines = [(i, line) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
+    return [_hash_arg(line, f"proof line {i}") for i, line in lines]
 
 
 def _leaf(entry: Path | None, leaf_hash_b64: str | None) -> bytes:

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from overt.crypto.encoding import check_utf8
 from overt.crypto.keys import Ed25519Signer, Ed25519Verifier
 from overt.errors import MalformedError, VerificationError
 
@@ -74,6 +75,7 @@ class Envelope:
         payload_type = obj.get("payloadType")
         if not isinstance(payload_type, str) or not payload_type:
             raise MalformedError("DSSE envelope: payloadType must be a non-empty string")
+        check_utf8(payload_type, "DSSE envelope: payloadType")
         payload = _b64_field(obj.get("payload"), "payload")
         sigs = obj.get("signatures")
         if not isinstance(sigs, list):

@@ -118,7 +118,15 @@ def open_note(message: bytes | str, verifiers: Iterable[Verifier]) -> Note:
     text, sigs = split(message)
     known: dict[tuple[str, int], Verifier] = {}
     for v in verifiers:
-        known[(v.name, v.key_id)] = v
+        ident = (v.name, v.key_id)
+        other = known.get(ident)
+        if other is not None and getattr(other, "vkey", other) != getattr(v, "vkey", v):
+            # Two different trusted keys with one name and key ID: a signature
+            # line could not say which of them made it.
+            raise MalformedError(
+                f"ambiguous trusted keys: two keys are named {v.name}+{v.key_id:08x}"
+            )
+        known[ident] = v
     payload = text.encode("utf-8")
     verified: list[Signature] = []
     unverified: list[Signature] = []
@@ -148,7 +156,9 @@ def sign_note(text: str, signers: Sequence[Signer], keep: Sequence[Signature] = 
     """
     check_text(text)
     payload = text.encode("utf-8")
-    lines = [s.line() for s in keep]
+    # A key that signs again replaces its earlier line instead of adding one.
+    signing = {(s.name, s.key_id) for s in signers}
+    lines = [s.line() for s in keep if (s.name, s.key_id) not in signing]
     for signer in signers:
         check_key_name(signer.name)
         lines.append(Signature(signer.name, signer.key_id, signer.sign(payload)).line())

@@ -1,8 +1,9 @@
 """Serving a log's tlog-tiles directory exactly as C2SP tlog-tiles specifies.
 
 ``checkpoint`` is ``text/plain; charset=utf-8`` and must not be cached for
-long; full tiles and entry bundles are immutable; partial tiles are replaced
-as the log grows, so they get a short lifetime. Paths are parsed with
+long; full tiles and entry bundles are immutable. Partial tiles never change
+either, but the log may delete them once the full tile exists (tlog-tiles,
+"Partial Tiles"), so they get a short lifetime. Paths are parsed with
 `Tile.parse_path` before touching the disk, so no request can name a file
 outside the log's directory.
 """
