@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import sys
@@ -14,14 +15,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from overt.cli.common import err, fail, handle_errors, out, vkey_argument
 from overt.cli.demo import parse_listen
-from overt.crypto.keys import ed25519_verifier
+from overt.crypto.keys import VerifierKey, ed25519_verifier
+from overt.durable import atomic_write
 from overt.errors import MalformedError
-from overt.log.config import LogConfig
-from overt.log.files import atomic_write
+from overt.log.config import LogConfig, load_config
 from overt.log.fsck import verify_log
-from overt.log.log import Log, LogError, LogPaths, init_log
+from overt.log.log import Log, LogError, LogPaths, check_witness_policy, init_log
 from overt.log.remote import FileMemory, default_state_dir, open_source
 from overt.tlog.client import LogClient
+from overt.tlog.policy import Policy
 from overt.tlog.proof import TlogProof
 
 app = typer.Typer(
@@ -71,6 +73,37 @@ def init(
         max_entry_size=max_entry_size,
     )
     out.print(init_log(directory, config), soft_wrap=True)
+
+
+@app.command("set-witnesses")
+@handle_errors
+def set_witnesses(
+    directory: Path = typer.Argument(..., help="The log directory (the log must be stopped)."),
+    policy_file: Path = typer.Argument(
+        ...,
+        help="A C2SP tlog-policy listing this log's key, each witness with its URL, and the "
+        "quorum; or 'none' to stop asking witnesses.",
+    ),
+) -> None:
+    """Make the log publish checkpoints only once the policy's witness quorum cosigned them."""
+    paths = LogPaths(directory)
+    config = load_config(paths.config)
+    if str(policy_file) == "none":
+        new = dataclasses.replace(config, witness_policy="")
+        message = "witnessing disabled: checkpoints are published with the log's signature only"
+    else:
+        policy = Policy.parse(policy_file.read_bytes())
+        vkey = VerifierKey.parse(paths.vkey.read_text().strip())
+        check_witness_policy(policy, vkey)
+        atomic_write(paths.root / "witnesses.tlog-policy", policy_file.read_bytes())
+        new = dataclasses.replace(config, witness_policy="witnesses.tlog-policy")
+        message = (
+            f"{len(policy.witnesses)} witnesses configured, quorum {policy.quorum}; "
+            "restart the log to apply"
+        )
+    with Log(directory):  # refuses while the log is open elsewhere
+        atomic_write(paths.config, new.to_toml().encode())
+    out.print(message)
 
 
 @app.command()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from overt import __version__
-from overt.cli import demo, keys, log, note, tlog
+from overt.cli import demo, keys, log, note, tlog, witness
 
 app = typer.Typer(
     name="overt",
@@ -19,6 +19,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(note.app, name="note")
 app.add_typer(tlog.app, name="tlog")
 app.add_typer(log.app, name="log")
+app.add_typer(witness.app, name="witness")
 app.command("demo")(demo.demo)
 
 

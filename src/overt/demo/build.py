@@ -21,9 +21,9 @@ import httpx
 from overt.crypto.keyfile import write_private_key
 from overt.crypto.keys import SIG_COSIGNATURE_V1, Ed25519Signer, ed25519_verifier
 from overt.crypto.note import split
+from overt.durable import atomic_write
 from overt.errors import OvertError, VerificationError
 from overt.log.config import LogConfig
-from overt.log.files import atomic_write
 from overt.log.log import init_log
 from overt.log.remote import http_fetcher
 from overt.tlog.checkpoint import Checkpoint, sign_checkpoint

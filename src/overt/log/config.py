@@ -37,6 +37,11 @@ class LogConfig:
     pool_size: int = 50_000
     max_entry_size: int = MAX_ENTRY_SIZE
     driver: str = "sqlite"
+    # Witnessing: a C2SP tlog-policy file (relative to the log directory)
+    # listing this log, the witnesses with their URLs, and the quorum. When
+    # set, a checkpoint is published only once the quorum has cosigned it.
+    witness_policy: str = ""
+    witness_timeout_ms: int = 5000
 
     def __post_init__(self) -> None:
         try:
@@ -49,10 +54,13 @@ class LogConfig:
             ("sequence_linger_ms", 0, 60_000),
             ("pool_size", 1, 10_000_000),
             ("max_entry_size", 1, MAX_ENTRY_SIZE),
+            ("witness_timeout_ms", 1, 600_000),
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise MalformedError(f"{name}: must be an integer from {low} to {high}")
+        if not isinstance(self.witness_policy, str) or "\n" in self.witness_policy:
+            raise MalformedError("witness_policy: must be a file name")
         if self.driver not in DRIVERS:
             raise MalformedError(f"driver: must be one of {', '.join(DRIVERS)}")
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from overt.durable import sync_filesystem, write_file
 from overt.errors import OvertError
 from overt.log.edge import EdgeTree
-from overt.log.files import sync_filesystem, write_file
 from overt.tlog.hashing import HASH_SIZE
 from overt.tlog.tiles import TILE_HEIGHT, TILE_WIDTH, Tile, decode_bundle, tile_hashes
 

@@ -19,6 +19,7 @@ enforces it).
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import secrets
 import threading
@@ -27,15 +28,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from overt.crypto.keyfile import read_private_key, write_private_key
-from overt.crypto.keys import Ed25519Signer, ed25519_verifier
+from overt.crypto.keys import Ed25519Signer, VerifierKey, ed25519_verifier
+from overt.durable import atomic_write
 from overt.errors import MalformedError, OvertError
 from overt.log.config import LogConfig, load_config
-from overt.log.files import atomic_write
 from overt.log.integrator import Integrator, TileCorruptError
 from overt.log.sqlite_store import SQLiteStore
 from overt.tlog.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from overt.tlog.hashing import EMPTY_ROOT, HASH_SIZE, leaf_hash
 from overt.tlog.merkle import consistency_proof, inclusion_proof
+from overt.tlog.policy import Policy
 from overt.tlog.tiles import (
     TILE_WIDTH,
     Tile,
@@ -45,6 +47,20 @@ from overt.tlog.tiles import (
     encode_bundle,
     tile_width_at,
 )
+from overt.witness.gather import Gatherer
+
+log = logging.getLogger("overt.log")
+
+
+def check_witness_policy(policy: Policy, log_key: VerifierKey) -> None:
+    """A log's witness policy must list the log itself and give each witness a URL."""
+    if not any(entry.vkey == log_key for entry in policy.logs):
+        raise MalformedError(f"the witness policy does not list this log's key {log_key}")
+    missing = [w.name for w in policy.witnesses.values() if not w.url]
+    if missing:
+        raise MalformedError(f"witnesses without a URL in the policy: {', '.join(missing)}")
+    if not policy.witnesses:
+        raise MalformedError("the witness policy lists no witness")
 
 
 class LogError(OvertError):
@@ -154,9 +170,22 @@ class Log:
             )
         if self._store.next_index() < published.size:
             raise LogError("the sequencing database is behind the published tree")
+        self._gatherer = self._load_witnesses()
+        self.witness_errors: dict[str, str] = {}
         self._tile_cache = TileCache(4096)
         self._write_lock = threading.Lock()
         self._integrated = threading.Condition()
+
+    def _load_witnesses(self) -> Gatherer | None:
+        if not self.config.witness_policy:
+            return None
+        path = self.paths.root / self.config.witness_policy
+        try:
+            policy = Policy.parse(path.read_bytes())
+        except FileNotFoundError as exc:
+            raise LogError(f"{path}: witness policy file is missing") from exc
+        check_witness_policy(policy, self.verifier.vkey)
+        return Gatherer(policy, self.config.witness_timeout_ms / 1000)
 
     def _take_lock(self) -> int:
         self.paths.lock.parent.mkdir(parents=True, exist_ok=True)
@@ -176,6 +205,8 @@ class Log:
         return open_checkpoint(data, self.verifier).checkpoint
 
     def close(self) -> None:
+        if self._gatherer is not None:
+            self._gatherer.close()
         self._store.close()
         os.close(self._lock_fd)
 
@@ -202,23 +233,47 @@ class Log:
         return self._store.sequence(hashes, entries)
 
     def integrate(self) -> Checkpoint:
-        """Integrate everything sequenced so far and publish a new checkpoint."""
+        """Integrate everything sequenced so far and publish a new checkpoint.
+
+        With witnesses configured, the checkpoint is published only once the
+        policy's quorum has cosigned it; otherwise the previous one stays the
+        public one (the tiles are kept, and the next call tries again).
+        """
         with self._write_lock:
             target = self._store.next_index()
             start = self._integrator.size
             if target > start:
                 hashes, entries = self._store.pending(start, target)
                 self._integrator.extend(entries, hashes)
-                checkpoint = Checkpoint(self.config.origin, target, self._integrator.root())
-                note = sign_checkpoint(checkpoint, [self._signer]).encode()
-                atomic_write(self.paths.checkpoint, note)
-                # Readers switch to the new tree before the pending copies of
-                # its entries are dropped, so an entry is always readable.
-                with self._integrated:
-                    self._checkpoint, self._signed = checkpoint, note
-                    self._integrated.notify_all()
-                self._store.record_published(checkpoint.size, checkpoint.root_hash)
-            return self._checkpoint
+            size = self._integrator.size
+            if size == self._checkpoint.size:
+                return self._checkpoint
+            checkpoint = Checkpoint(self.config.origin, size, self._integrator.root())
+            note = sign_checkpoint(checkpoint, [self._signer])
+            if self._gatherer is not None:
+                result = self._gatherer.gather(note, checkpoint, self._unpublished_consistency)
+                self.witness_errors = result.errors
+                if not self._gatherer.quorum_met(result.cosigners):
+                    log.warning(
+                        "checkpoint %d not published: witness quorum not met (%s)",
+                        size,
+                        "; ".join(f"{k}: {v}" for k, v in result.errors.items()) or "no answers",
+                    )
+                    return self._checkpoint
+                note = result.note
+            data = note.encode()
+            atomic_write(self.paths.checkpoint, data)
+            # Readers switch to the new tree before the pending copies of
+            # its entries are dropped, so an entry is always readable.
+            with self._integrated:
+                self._checkpoint, self._signed = checkpoint, data
+                self._integrated.notify_all()
+            self._store.record_published(checkpoint.size, checkpoint.root_hash)
+            return checkpoint
+
+    def _unpublished_consistency(self, old: int, new: int) -> list[bytes]:
+        """A consistency proof into the integrated, not yet published tree."""
+        return consistency_proof(TileHashReader(new, self._read_tiles, self._tile_cache), old, new)
 
     def add(self, entries: Sequence[bytes]) -> tuple[list[int], Checkpoint]:
         """Sequence and integrate: return the indexes and a checkpoint covering them."""

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import httpx
 
+from overt.durable import atomic_write
 from overt.errors import MalformedError, OvertError
-from overt.log.files import atomic_write
 from overt.tlog.tiles import Tile
 
 

@@ -1,4 +1,4 @@
-"""Crash-safe file writes for the tlog-tiles layout.
+"""Crash-safe file writes: every file Overt publishes or keeps as state goes through here.
 
 Every file a log publishes is written to a temporary name in the same
 directory, fsynced, renamed over the final name and the directory fsynced, so a

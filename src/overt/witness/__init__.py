@@ -1,0 +1,1 @@
+"""Witnesses: the tlog-witness server, and the log-side client that gathers cosignatures."""
