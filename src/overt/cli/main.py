@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from overt import __version__
-from overt.cli import demo, keys, log, note, tlog, witness
+from overt.cli import demo, keys, log, monitor, note, tlog, witness
 
 app = typer.Typer(
     name="overt",
@@ -20,6 +20,7 @@ app.add_typer(note.app, name="note")
 app.add_typer(tlog.app, name="tlog")
 app.add_typer(log.app, name="log")
 app.add_typer(witness.app, name="witness")
+app.add_typer(monitor.app, name="monitor")
 app.command("demo")(demo.demo)
 
 

@@ -5,14 +5,18 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import httpx
 import typer
 
 from overt.cli.common import fail, handle_errors, out, read_input, read_text, vkey_argument
-from overt.crypto.encoding import b64decode_strict
+from overt.crypto.encoding import b64decode_strict, b64encode
 from overt.crypto.keys import ed25519_verifier
+from overt.errors import VerificationError
+from overt.log.remote import open_source
 from overt.tlog.checkpoint import Checkpoint, open_checkpoint
+from overt.tlog.client import LogClient
 from overt.tlog.hashing import HASH_SIZE, leaf_hash
-from overt.tlog.merkle import verify_consistency, verify_inclusion
+from overt.tlog.merkle import consistency_proof, verify_consistency, verify_inclusion
 from overt.tlog.policy import Policy
 from overt.tlog.proof import TlogProof, verify_proof
 
@@ -141,3 +145,67 @@ def verify_proof_cmd(
         if entry is not None
         else "  leaf hash given directly"
     )
+
+
+def _checkpoint_from(source: str) -> str:
+    """A signed checkpoint from a file, or fetched from a URL."""
+    if source.startswith(("http://", "https://")):
+        try:
+            resp = httpx.get(source, timeout=30)
+        except httpx.HTTPError as exc:
+            fail(f"{source}: {exc}")
+        if resp.status_code != 200:
+            fail(f"{source}: HTTP {resp.status_code}")
+        return resp.text
+    return read_text(Path(source), "checkpoint")
+
+
+@app.command("compare")
+@handle_errors
+def compare_cmd(
+    first: str = typer.Argument(..., help="A checkpoint: file, or URL (a log's or a witness's)."),
+    second: str = typer.Argument(..., help="Another view of the same log's checkpoint."),
+    log_key: str = typer.Option(..., "--log-key", help="The log's verifier key."),
+    tiles: str | None = typer.Option(
+        None,
+        "--tiles",
+        help="The log (URL or directory), to fetch the consistency proof when sizes differ.",
+    ),
+) -> None:
+    """Do two views of a log agree? Exit 0 if consistent, 1 if they show a fork.
+
+    Use it to compare what the log shows you with what a witness cosigned
+    (GET <witness>/<sha256 of origin>/checkpoint) or what another customer saw.
+    """
+    verifier = ed25519_verifier(vkey_argument(log_key))
+    a = open_checkpoint(_checkpoint_from(first), verifier).checkpoint
+    b = open_checkpoint(_checkpoint_from(second), verifier).checkpoint
+    out.print(f"first:  size {a.size}, root {b64encode(a.root_hash)}")
+    out.print(f"second: size {b.size}, root {b64encode(b.root_hash)}")
+    if a.size == b.size:
+        if a.root_hash != b.root_hash:
+            raise VerificationError(f"FORK: two different trees of size {a.size}")
+        out.print("OK: the two views are identical")
+        return
+    small, large = (a, b) if a.size < b.size else (b, a)
+    if tiles is None:
+        fail("the sizes differ: give --tiles URL|DIR to fetch a consistency proof")
+    src = open_source(tiles)
+    client = LogClient(src.fetch, log_key=verifier)
+    current = client.update()
+    if current.size < large.size:
+        raise VerificationError(
+            f"the log now serves size {current.size}, smaller than a view of size {large.size}"
+        )
+    reader = client.tiles.hash_reader()
+    for view in (small, large):
+        if view.size == 0:
+            continue
+        proof = consistency_proof(reader, view.size, current.size)
+        try:
+            verify_consistency(view.size, current.size, view.root_hash, current.root_hash, proof)
+        except VerificationError as exc:
+            raise VerificationError(
+                f"FORK: the view of size {view.size} is not in the log's tree: {exc}"
+            ) from exc
+    out.print(f"OK: size {small.size} and size {large.size} are consistent (one history)")

@@ -52,6 +52,20 @@ from overt.tlog.tiles import (
 Fetch = Callable[[str], bytes]
 
 
+class LogMisbehaviour(VerificationError):
+    """Evidence that the log itself misbehaved, not just a bad download.
+
+    `kind` is one of: ``rollback`` (a checkpoint smaller than one accepted
+    before), ``fork`` (two roots for one size, or a tree that does not extend
+    the one accepted before), ``bad-tile`` (a tile or bundle that does not
+    match a verified checkpoint).
+    """
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
 class CheckpointMemory(Protocol):
     """Where a client keeps the last checkpoint it accepted for each origin."""
 
@@ -114,8 +128,9 @@ class VerifiedTiles:
             level += 1
         reader = TileHashReader(self.size, lambda ts: [edge[t] for t in ts], TileCache(64))
         if root_hash(reader, self.size) != self.checkpoint.root_hash:
-            raise VerificationError(
-                f"the log's partial tiles do not hash to the root of checkpoint size {self.size}"
+            raise LogMisbehaviour(
+                "bad-tile",
+                f"the log's partial tiles do not hash to the root of checkpoint size {self.size}",
             )
         self._verified.update(edge)
         self._edge_checked = True
@@ -139,7 +154,9 @@ class VerifiedTiles:
         parent_hashes = tile_hashes(self.tile(parent), parent)
         data = self._get(tile)
         if _full_root(tile_hashes(data, tile)) != parent_hashes[slot]:
-            raise VerificationError(f"tile {tile.path()} does not match the verified tree")
+            raise LogMisbehaviour(
+                "bad-tile", f"tile {tile.path()} does not match the verified tree"
+            )
         self._verified[tile] = data
         return data
 
@@ -162,8 +179,8 @@ class VerifiedTiles:
         for i, (entry, expected) in enumerate(zip(entries, hashes, strict=True)):
             if leaf_hash(entry) != expected:
                 number = index * TILE_WIDTH + i
-                raise VerificationError(
-                    f"entry {number} in {bundle.path()} does not match its leaf hash"
+                raise LogMisbehaviour(
+                    "bad-tile", f"entry {number} in {bundle.path()} does not match its leaf hash"
                 )
         return entries
 
@@ -210,21 +227,21 @@ class LogClient:
             # checked then, and the key or policy may have changed since.
             old = Checkpoint.parse(split(previous)[0])
             if new.size < old.size:
-                raise VerificationError(
-                    f"log {new.origin} went backwards: size {new.size} after {old.size}"
+                raise LogMisbehaviour(
+                    "rollback", f"log {new.origin} went backwards: size {new.size} after {old.size}"
                 )
             if new.size == old.size:
                 if new.root_hash != old.root_hash:
-                    raise VerificationError(
-                        f"log {new.origin} forked: two roots for size {new.size}"
+                    raise LogMisbehaviour(
+                        "fork", f"log {new.origin} forked: two roots for size {new.size}"
                     )
             elif old.size > 0:
                 proof = consistency_proof(tiles.hash_reader(), old.size, new.size)
                 try:
                     verify_consistency(old.size, new.size, old.root_hash, new.root_hash, proof)
                 except VerificationError as exc:
-                    raise VerificationError(
-                        f"log {new.origin} is inconsistent with size {old.size}: {exc}"
+                    raise LogMisbehaviour(
+                        "fork", f"log {new.origin} is inconsistent with size {old.size}: {exc}"
                     ) from exc
         self._memory.store(new.origin, signed)
         self._tiles = tiles

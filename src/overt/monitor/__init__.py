@@ -1,0 +1,1 @@
+"""Monitors: follow logs, check every checkpoint and entry, compare with witnesses, alert."""
