@@ -19,6 +19,7 @@ enforces it).
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import logging
 import os
 import secrets
@@ -35,7 +36,7 @@ from overt.log.config import LogConfig, load_config
 from overt.log.integrator import Integrator, TileCorruptError
 from overt.log.sqlite_store import SQLiteStore
 from overt.tlog.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
-from overt.tlog.hashing import EMPTY_ROOT, HASH_SIZE, leaf_hash
+from overt.tlog.hashing import EMPTY_ROOT, HASH_SIZE
 from overt.tlog.merkle import consistency_proof, inclusion_proof
 from overt.tlog.policy import Policy
 from overt.tlog.tiles import (
@@ -43,8 +44,10 @@ from overt.tlog.tiles import (
     Tile,
     TileCache,
     TileHashReader,
+    bundle_entry,
     decode_bundle,
     encode_bundle,
+    tile_hashes,
     tile_width_at,
 )
 from overt.witness.gather import Gatherer
@@ -161,7 +164,7 @@ class Log:
             )
         self._checkpoint = published
         self._signed = self.paths.checkpoint.read_bytes()
-        self._store = SQLiteStore(self.paths.db, self._integrator.leaf_hash)
+        self._store = SQLiteStore(self.paths.db, lambda i: self._integrator.leaf_hash(i))
         recorded, _ = self._store.published()
         if recorded > published.size:
             raise LogError(
@@ -169,7 +172,9 @@ class Log:
                 f"already published (size {recorded}); was tiles/ restored from a backup?"
             )
         if self._store.next_index() < published.size:
-            raise LogError("the sequencing database is behind the published tree")
+            # A crash between publishing a bulk checkpoint and committing its
+            # transaction: the published tiles hold the truth; index them.
+            self._repair(self._store.next_index(), published)
         self._gatherer = self._load_witnesses()
         self.witness_errors: dict[str, str] = {}
         self._tile_cache = TileCache(4096)
@@ -225,11 +230,16 @@ class Log:
                 f"{self.config.max_entry_size} bytes"
             )
 
+    def _check_sizes(self, entries: Sequence[bytes]) -> None:
+        if entries and max(map(len, entries)) > self.config.max_entry_size:
+            for e in entries:
+                self.check_entry(e)
+
     def sequence(self, entries: Sequence[bytes]) -> list[int]:
         """Durably assign indexes (existing index for an entry already logged)."""
-        for e in entries:
-            self.check_entry(e)
-        hashes = [leaf_hash(e) for e in entries]
+        self._check_sizes(entries)
+        sha = hashlib.sha256
+        hashes = [sha(b"\x00" + e).digest() for e in entries]
         return self._store.sequence(hashes, entries)
 
     def integrate(self) -> Checkpoint:
@@ -245,40 +255,97 @@ class Log:
             if target > start:
                 hashes, entries = self._store.pending(start, target)
                 self._integrator.extend(entries, hashes)
-            size = self._integrator.size
-            if size == self._checkpoint.size:
-                return self._checkpoint
-            checkpoint = Checkpoint(self.config.origin, size, self._integrator.root())
-            note = sign_checkpoint(checkpoint, [self._signer])
-            if self._gatherer is not None:
-                result = self._gatherer.gather(note, checkpoint, self._unpublished_consistency)
-                self.witness_errors = result.errors
-                if not self._gatherer.quorum_met(result.cosigners):
-                    log.warning(
-                        "checkpoint %d not published: witness quorum not met (%s)",
-                        size,
-                        "; ".join(f"{k}: {v}" for k, v in result.errors.items()) or "no answers",
-                    )
-                    return self._checkpoint
-                note = result.note
-            data = note.encode()
-            atomic_write(self.paths.checkpoint, data)
-            # Readers switch to the new tree before the pending copies of
-            # its entries are dropped, so an entry is always readable.
-            with self._integrated:
-                self._checkpoint, self._signed = checkpoint, data
-                self._integrated.notify_all()
-            self._store.record_published(checkpoint.size, checkpoint.root_hash)
-            return checkpoint
+            published = self._publish()
+            if published is not None:
+                self._store.record_published(published.size, published.root_hash)
+            return self._checkpoint
+
+    def add(self, entries: Sequence[bytes]) -> tuple[list[int], Checkpoint]:
+        """Add entries and publish a checkpoint covering them: the bulk path.
+
+        When nothing else is waiting, the entries go straight into the tiles
+        under one open SQLite transaction that also records the publication,
+        instead of being stored, read back and deleted as pending rows. The
+        checkpoint returned covers the entries unless a witness quorum could
+        not be reached; then they are kept as pending and published later.
+        """
+        self._check_sizes(entries)
+        sha = hashlib.sha256
+        hashes = [sha(b"\x00" + e).digest() for e in entries]
+        with self._write_lock:
+            idle = self._store.next_index() == self._integrator.size == self._checkpoint.size
+            if not idle:
+                indexes = self._store.sequence(hashes, entries)
+        if not idle:
+            return indexes, self.integrate()
+        with self._write_lock:
+            indexes, new = self._store.reserve(hashes)
+            if not new:  # every entry was logged already
+                self._store.rollback()
+                return indexes, self._checkpoint
+            try:
+                self._integrator.extend([entries[p] for p in new], [hashes[p] for p in new])
+                published = self._publish()
+            except BaseException:
+                self._store.rollback()
+                self._integrator = Integrator(self.paths.tiles, self._checkpoint.size)
+                raise
+            if published is not None:
+                self._store.commit_published(published.size, published.root_hash)
+                return indexes, published
+            # No witness quorum: keep the entries the ordinary, durable way.
+            self._store.rollback()
+            self._integrator = Integrator(self.paths.tiles, self._checkpoint.size)
+            indexes = self._store.sequence(hashes, entries)
+            return indexes, self._checkpoint
+
+    def _publish(self) -> Checkpoint | None:
+        """Sign (and have witnessed) a checkpoint for the integrated tree, and publish it.
+
+        Returns None if there is nothing new or the witness quorum was not met.
+        The caller records the publication in the store.
+        """
+        size = self._integrator.size
+        if size == self._checkpoint.size:
+            return None
+        checkpoint = Checkpoint(self.config.origin, size, self._integrator.root())
+        note = sign_checkpoint(checkpoint, [self._signer])
+        if self._gatherer is not None:
+            result = self._gatherer.gather(note, checkpoint, self._unpublished_consistency)
+            self.witness_errors = result.errors
+            if not self._gatherer.quorum_met(result.cosigners):
+                log.warning(
+                    "checkpoint %d not published: witness quorum not met (%s)",
+                    size,
+                    "; ".join(f"{k}: {v}" for k, v in result.errors.items()) or "no answers",
+                )
+                return None
+            note = result.note
+        data = note.encode()
+        atomic_write(self.paths.checkpoint, data)
+        # Readers switch to the new tree before the pending copies of its
+        # entries are dropped, so an entry is always readable.
+        with self._integrated:
+            self._checkpoint, self._signed = checkpoint, data
+            self._integrated.notify_all()
+        return checkpoint
+
+    def _repair(self, start: int, published: Checkpoint) -> None:
+        hashes: list[bytes] = []
+        for n in range(start // TILE_WIDTH, (published.size + TILE_WIDTH - 1) // TILE_WIDTH):
+            tile = Tile(0, n, tile_width_at(0, n, published.size))
+            row = tile_hashes(self._read_tile(tile), tile)
+            first = max(start - n * TILE_WIDTH, 0)
+            hashes.extend(row[first:])
+        log.warning(
+            "re-indexing entries %d..%d from the published tiles", start, published.size - 1
+        )
+        self._store.repair(start, hashes)
+        self._store.record_published(published.size, published.root_hash)
 
     def _unpublished_consistency(self, old: int, new: int) -> list[bytes]:
         """A consistency proof into the integrated, not yet published tree."""
         return consistency_proof(TileHashReader(new, self._read_tiles, self._tile_cache), old, new)
-
-    def add(self, entries: Sequence[bytes]) -> tuple[list[int], Checkpoint]:
-        """Sequence and integrate: return the indexes and a checkpoint covering them."""
-        indexes = self.sequence(entries)
-        return indexes, self.integrate()
 
     def wait_integrated(self, size: int, timeout: float) -> Checkpoint | None:
         """Block until a published checkpoint has at least `size` entries."""
@@ -345,7 +412,7 @@ class Log:
                 bundle_index = index // TILE_WIDTH
                 width = tile_width_at(0, bundle_index, tree)
                 data = self._read_tile(Tile(0, bundle_index, width, entries=True))
-                return decode_bundle(data, width)[index % TILE_WIDTH]
+                return bundle_entry(data, index % TILE_WIDTH)
             pending = self._store.pending_entry(index)
             if pending is not None:
                 return pending

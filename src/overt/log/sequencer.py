@@ -13,6 +13,7 @@ queueing without bound; the HTTP layer turns that into 503 with Retry-After.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -23,6 +24,20 @@ from overt.log.log import Log, LogError
 from overt.tlog.checkpoint import Checkpoint
 
 log = logging.getLogger("overt.log")
+
+
+Sink = Future[int] | asyncio.Future[int]
+
+
+def _resolve(pairs: list[tuple[asyncio.Future[int], int | BaseException]]) -> None:
+    """Runs on the event loop: answer every waiting add of a batch at once."""
+    for fut, result in pairs:
+        if fut.done():
+            continue
+        if isinstance(result, BaseException):
+            fut.set_exception(result)
+        else:
+            fut.set_result(result)
 
 
 class PoolFull(LogError):
@@ -39,7 +54,7 @@ class Sequencer:
         self._linger = cfg.sequence_linger_ms / 1000
         self._period = cfg.integration_period_ms / 1000
         self._capacity = cfg.pool_size
-        self._pool: list[tuple[bytes, Future[int]]] = []
+        self._pool: list[tuple[bytes, Sink]] = []
         self._first_arrival = 0.0
         self._cond = threading.Condition()
         self._stopping = False
@@ -78,9 +93,22 @@ class Sequencer:
             return len(self._pool)
 
     def submit_many(self, entries: Sequence[bytes]) -> list[Future[int]]:
+        futures: list[Future[int]] = [Future() for _ in entries]
+        self._enqueue(entries, futures)
+        return futures
+
+    def submit_many_async(
+        self, entries: Sequence[bytes], loop: asyncio.AbstractEventLoop
+    ) -> list[asyncio.Future[int]]:
+        """Like `submit_many`, for an event loop: a whole batch is resolved with one
+        wake-up of the loop instead of one per entry."""
+        futures: list[asyncio.Future[int]] = [loop.create_future() for _ in entries]
+        self._enqueue(entries, futures)
+        return futures
+
+    def _enqueue(self, entries: Sequence[bytes], futures: Sequence[Sink]) -> None:
         for e in entries:
             self.log.check_entry(e)
-        futures: list[Future[int]] = [Future() for _ in entries]
         with self._cond:
             if self._stopping:
                 raise LogError("the log is shutting down")
@@ -91,12 +119,11 @@ class Sequencer:
                 self._first_arrival = time.monotonic()
             self._pool.extend(zip(entries, futures, strict=True))
             self._cond.notify_all()
-        return futures
 
     def submit(self, entry: bytes) -> Future[int]:
         return self.submit_many([entry])[0]
 
-    def _take_batch(self) -> list[tuple[bytes, Future[int]]] | None:
+    def _take_batch(self) -> list[tuple[bytes, Sink]] | None:
         with self._cond:
             while True:
                 if self._pool:
@@ -115,16 +142,28 @@ class Sequencer:
 
     def _sequence_loop(self) -> None:
         while (batch := self._take_batch()) is not None:
+            results: list[int | BaseException]
             try:
-                indexes = self.log.sequence([e for e, _ in batch])
+                results = list(self.log.sequence([e for e, _ in batch]))
+                self.sequenced += len(batch)
             except Exception as exc:  # resolve every waiter, whatever went wrong
                 log.exception("sequencing a batch of %d entries failed", len(batch))
-                for _, fut in batch:
-                    fut.set_exception(exc)
-                continue
-            self.sequenced += len(batch)
-            for (_, fut), index in zip(batch, indexes, strict=True):
-                fut.set_result(index)
+                results = [exc] * len(batch)
+            by_loop: dict[
+                asyncio.AbstractEventLoop, list[tuple[asyncio.Future[int], int | BaseException]]
+            ] = {}
+            for (_, sink), result in zip(batch, results, strict=True):
+                if isinstance(sink, asyncio.Future):
+                    by_loop.setdefault(sink.get_loop(), []).append((sink, result))
+                elif isinstance(result, BaseException):
+                    sink.set_exception(result)
+                else:
+                    sink.set_result(result)
+            for loop, pairs in by_loop.items():
+                try:
+                    loop.call_soon_threadsafe(_resolve, pairs)
+                except RuntimeError:
+                    log.warning("event loop closed; %d adds were sequenced unanswered", len(pairs))
 
     def _integrate_loop(self) -> None:
         while not self._stop_event.wait(self._period):

@@ -71,6 +71,7 @@ class SQLiteStore:
         """`leaf_hash_at(i)` returns the leaf hash of published entry i (from the tiles)."""
         self._leaf_hash_at = leaf_hash_at
         self._lock = threading.Lock()
+        self._reserved: dict[int, bytes] = {}  # bulk path: index -> leaf hash, uncommitted
         fresh = not path.exists()
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -116,15 +117,81 @@ class SQLiteStore:
             return []
         with self._lock:
             try:
-                return self._sequence(leaf_hashes, entries)
+                self._db.execute("BEGIN IMMEDIATE")
+                indexes, added = self._assign(leaf_hashes, entries)
+                self._set_next(added)
+                self._db.execute("COMMIT")
+                return indexes
             except sqlite3.DatabaseError as exc:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 raise StoreError(f"sequencing failed: {exc}") from exc
 
-    def _sequence(self, leaf_hashes: Sequence[bytes], entries: Sequence[bytes]) -> list[int]:
+    def reserve(self, leaf_hashes: Sequence[bytes]) -> tuple[list[int], list[int]]:
+        """Bulk path: assign indexes in an open transaction, without storing entries.
+
+        Returns each entry's index and the positions of the new ones. The
+        caller makes the new entries durable itself (in tiles), then calls
+        `commit_published`; or `rollback`. Nothing else can use the store
+        meanwhile.
+        """
+        self._lock.acquire()
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            first_new = self._meta("next_index", 0)
+            assert isinstance(first_new, int)
+            indexes, added = self._assign(leaf_hashes, None)
+            self._set_next(added)
+        except BaseException as exc:
+            self._reserved.clear()
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            self._lock.release()
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise StoreError(f"sequencing failed: {exc}") from exc
+            raise
+        # New entries got consecutive indexes from first_new, in batch order.
+        seen: set[int] = set()
+        new = []
+        for pos, idx in enumerate(indexes):
+            if idx >= first_new and idx not in seen:
+                seen.add(idx)
+                new.append(pos)
+        return indexes, new
+
+    def commit_published(self, size: int, root: bytes) -> None:
+        """End a `reserve`: record the published checkpoint and commit."""
+        try:
+            self._record_published(size, root)
+            self._db.execute("COMMIT")
+        finally:
+            self._reserved.clear()
+            self._lock.release()
+
+    def rollback(self) -> None:
+        """End a `reserve` without keeping anything."""
+        try:
+            self._db.execute("ROLLBACK")
+        finally:
+            self._reserved.clear()
+            self._lock.release()
+
+    def _set_next(self, added: int) -> None:
+        start = self._meta("next_index", 0)
+        assert isinstance(start, int)
+        self._db.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('next_index', ?)", (start + added,)
+        )
+
+    def _assign(
+        self, leaf_hashes: Sequence[bytes], entries: Sequence[bytes] | None
+    ) -> tuple[list[int], int]:
+        """Give each entry its index inside the open transaction.
+
+        With `entries`, new entries are stored as pending; without (the bulk
+        path), their hashes are kept in memory until the transaction ends.
+        """
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
         start = self._meta("next_index", 0)
         assert isinstance(start, int)
         # Duplicates inside the batch share the first copy's index.
@@ -136,29 +203,32 @@ class SQLiteStore:
                 order.append(pos)
         # Fast path: no unique entry's prefix is known yet, which one
         # INSERT OR IGNORE tells us by its change count.
+        db.execute("SAVEPOINT assign")
         unpack = _H64.unpack_from
         rows = [(unpack(leaf_hashes[pos])[0], start + n) for n, pos in enumerate(order)]
         before = db.total_changes
         db.executemany("INSERT OR IGNORE INTO dedup (h64, idx) VALUES (?, ?)", sorted(rows))
         if db.total_changes - before == len(rows):
+            db.execute("RELEASE assign")
             index_of = {leaf_hashes[pos]: start + n for n, pos in enumerate(order)}
-            new = [(start + n, leaf_hashes[pos], entries[pos]) for n, pos in enumerate(order)]
-            db.executemany("INSERT INTO pending (idx, hash, data) VALUES (?, ?, ?)", new)
-            added = len(new)
+            if entries is not None:
+                db.executemany(
+                    "INSERT INTO pending (idx, hash, data) VALUES (?, ?, ?)",
+                    [(start + n, leaf_hashes[pos], entries[pos]) for n, pos in enumerate(order)],
+                )
+            else:
+                self._reserved.update((start + n, leaf_hashes[pos]) for n, pos in enumerate(order))
+            added = len(order)
         else:
-            db.execute("ROLLBACK")
-            db.execute("BEGIN IMMEDIATE")
-            index_of, added = self._sequence_slow(leaf_hashes, entries, order, start)
-        db.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES ('next_index', ?)", (start + added,)
-        )
-        db.execute("COMMIT")
-        return [index_of[h] for h in leaf_hashes]
+            db.execute("ROLLBACK TO assign")
+            db.execute("RELEASE assign")
+            index_of, added = self._assign_slow(leaf_hashes, entries, order, start)
+        return [index_of[h] for h in leaf_hashes], added
 
-    def _sequence_slow(
+    def _assign_slow(
         self,
         leaf_hashes: Sequence[bytes],
-        entries: Sequence[bytes],
+        entries: Sequence[bytes] | None,
         order: list[int],
         start: int,
     ) -> tuple[dict[bytes, int], int]:
@@ -177,11 +247,14 @@ class SQLiteStore:
             )
             if cur.rowcount == 0:  # prefix taken by a different entry
                 self._db.execute("INSERT INTO collisions (hash, idx) VALUES (?, ?)", (h, idx))
-            # Insert now, so a later entry of this batch sharing the prefix can
-            # compare against this one's full hash.
-            self._db.execute(
-                "INSERT INTO pending (idx, hash, data) VALUES (?, ?, ?)", (idx, h, entries[pos])
-            )
+            # Record it now, so a later entry of this batch sharing the prefix
+            # can compare against this one's full hash.
+            if entries is not None:
+                self._db.execute(
+                    "INSERT INTO pending (idx, hash, data) VALUES (?, ?, ?)", (idx, h, entries[pos])
+                )
+            else:
+                self._reserved[idx] = h
             index_of[h] = idx
             added += 1
         return index_of, added
@@ -194,6 +267,9 @@ class SQLiteStore:
         return None if row is None else int(row[0])
 
     def _leaf_hash(self, idx: int) -> bytes:
+        reserved = self._reserved.get(idx)
+        if reserved is not None:
+            return reserved
         row = self._db.execute("SELECT hash FROM pending WHERE idx = ?", (idx,)).fetchone()
         return bytes(row[0]) if row is not None else self._leaf_hash_at(idx)
 
@@ -221,13 +297,35 @@ class SQLiteStore:
     def record_published(self, size: int, root: bytes) -> None:
         """Note a published checkpoint and drop the pending entries it covers."""
         with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            db.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('published_size', ?)", (size,)
+            self._db.execute("BEGIN IMMEDIATE")
+            self._record_published(size, root)
+            self._db.execute("COMMIT")
+
+    def _record_published(self, size: int, root: bytes) -> None:
+        db = self._db
+        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('published_size', ?)", (size,))
+        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('published_root', ?)", (root,))
+        db.execute("DELETE FROM pending WHERE idx < ?", (size,))
+
+    def repair(self, start: int, leaf_hashes: Sequence[bytes]) -> None:
+        """Re-index entries [start, start+n) found in published tiles but not in the store.
+
+        Only needed after a crash between publishing a bulk checkpoint and
+        committing its transaction: the published tiles are the truth then.
+        """
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            for offset, h in enumerate(leaf_hashes):
+                idx = start + offset
+                cur = self._db.execute(
+                    "INSERT OR IGNORE INTO dedup (h64, idx) VALUES (?, ?)", (_h64(h), idx)
+                )
+                if cur.rowcount == 0:
+                    self._db.execute(
+                        "INSERT OR IGNORE INTO collisions (hash, idx) VALUES (?, ?)", (h, idx)
+                    )
+            self._db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('next_index', ?)",
+                (start + len(leaf_hashes),),
             )
-            db.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('published_root', ?)", (root,)
-            )
-            db.execute("DELETE FROM pending WHERE idx < ?", (size,))
-            db.execute("COMMIT")
+            self._db.execute("COMMIT")

@@ -199,6 +199,22 @@ def decode_bundle(data: bytes, width: int | None = None) -> list[bytes]:
     return entries
 
 
+def bundle_entry(data: bytes, position: int) -> bytes:
+    """Entry `position` of an entry bundle, skipping over the others without copying them."""
+    pos = 0
+    for n in range(position + 1):
+        if pos + 2 > len(data):
+            raise MalformedError(f"entry bundle has no entry {position}")
+        size = int.from_bytes(data[pos : pos + 2], "big")
+        pos += 2
+        if pos + size > len(data):
+            raise MalformedError(f"entry bundle truncated inside entry {n}")
+        if n == position:
+            return bytes(data[pos : pos + size])
+        pos += size
+    raise MalformedError(f"entry bundle has no entry {position}")
+
+
 def tile_hashes(data: bytes, tile: Tile) -> list[bytes]:
     """Split a hash tile's bytes into its hashes, checking its length."""
     if tile.entries:

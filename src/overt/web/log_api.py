@@ -155,7 +155,7 @@ def log_router(service: LogService) -> APIRouter:
 
     async def submit(entries: list[bytes], wait: bool) -> dict[str, Any] | JSONResponse:
         try:
-            futures = service.sequencer.submit_many(entries)
+            futures = service.sequencer.submit_many_async(entries, asyncio.get_running_loop())
         except PoolFull as exc:
             return error(503, str(exc), {"Retry-After": str(int(exc.retry_after))})
         except EntryTooLarge as exc:
@@ -163,7 +163,7 @@ def log_router(service: LogService) -> APIRouter:
         except LogError as exc:
             return error(503, str(exc), {"Retry-After": "5"})
         try:
-            indexes = [await asyncio.wrap_future(f) for f in futures]
+            indexes = [await f for f in futures]
         except OvertError as exc:
             return error(503, f"sequencing failed: {exc}", {"Retry-After": "1"})
         answer: dict[str, Any] = {"indexes": indexes}
