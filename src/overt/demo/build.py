@@ -9,37 +9,37 @@ is described in docs/demo.md.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import shutil
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
-from overt.crypto.keyfile import write_private_key
-from overt.crypto.keys import SIG_COSIGNATURE_V1, Ed25519Signer, ed25519_verifier
-from overt.crypto.note import split
 from overt.durable import atomic_write
 from overt.errors import OvertError, VerificationError
-from overt.log.config import LogConfig
+from overt.log.config import LogConfig, load_config
 from overt.log.log import init_log
 from overt.log.remote import http_fetcher
-from overt.tlog.checkpoint import Checkpoint, sign_checkpoint
+from overt.monitor.config import MonitoredLog
+from overt.monitor.monitor import Monitor, add_monitored_log, init_monitor
+from overt.tlog.checkpoint import Checkpoint
 from overt.tlog.client import LogClient
-from overt.tlog.cosignature import CosignatureSigner
 from overt.tlog.hashing import leaf_hash
 from overt.tlog.policy import Policy
 from overt.tlog.proof import TlogProof, verify_proof
 from overt.web.app import create_app
 from overt.web.server import BackgroundServer
+from overt.witness.witness import Witness, init_witness
 
 MARKER = ".overt-demo"
 ORIGIN = "demo.overt.example/releases"
 LOG_NAME = "releases"
-WITNESSES = ("zurich", "geneva", "lausanne")
-QUORUM = 2
+WITNESSES = ("zurich", "geneva")
 SAMPLE_ENTRIES = 1000
 BATCH = 250
 PROVEN_INDEX = 42
@@ -97,13 +97,22 @@ def sample_entries(count: int) -> list[bytes]:
     return entries
 
 
-def _witness(root: Path, name: str) -> CosignatureSigner:
-    key = Ed25519Signer.generate(f"witness.demo.overt.example/{name}", SIG_COSIGNATURE_V1)
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _witness(root: Path, name: str, origin: str, log_vkey: str) -> str:
+    """A witness that trusts the demo log; returns its verifier key."""
     wdir = root / "witnesses" / name
-    wdir.mkdir(parents=True, exist_ok=True)
-    write_private_key(wdir / "witness.key", key)
-    (wdir / "witness.vkey").write_text(f"{key.verifier_key()}\n")
-    return CosignatureSigner(key)
+    vkey = init_witness(wdir, f"witness.demo.overt.example/{name}")
+    witness = Witness(wdir)
+    try:
+        witness.add_log(origin, [log_vkey])
+    finally:
+        witness.close()
+    return vkey
 
 
 def _add_over_http(base: str, token: str, entries: list[bytes]) -> tuple[list[int], int]:
@@ -133,21 +142,41 @@ def build(root: Path, say: Say, host: str = "127.0.0.1", port: int = 0) -> DemoR
     """Build the demo; the returned result holds the still-running HTTP server."""
     prepare_dir(root)
     log_dir = root / "logs" / LOG_NAME
+    port = port or _free_port(host)
+    base = f"http://{host}:{port}"
 
-    # 1. The vendor's release log, and three independent witnesses' keys.
-    config = LogConfig(origin=ORIGIN, integration_period_ms=100)
-    log_vkey = init_log(log_dir, config)
+    # 1. The vendor's release log, and two independent witnesses beside it.
+    log_vkey = init_log(log_dir, LogConfig(origin=ORIGIN, integration_period_ms=100))
     say("log", f"release log created in {log_dir.relative_to(root)}; key {log_vkey}")
-    witnesses = [_witness(root, name) for name in WITNESSES]
-    for name, w in zip(WITNESSES, witnesses, strict=True):
-        say("witness", f"{name}: {w.verifier_key()}")
+    witness_keys = {name: _witness(root, name, ORIGIN, log_vkey) for name in WITNESSES}
+    for name, vkey in witness_keys.items():
+        say("witness", f"{name} at {base}/witnesses/{name}/, key {vkey}")
 
-    # 2. A real log server on localhost.
-    server = BackgroundServer(create_app(root, live_logs=(LOG_NAME,)), host, port)
-    base = server.start()
+    # 2. Checkpoints are published only once both witnesses cosigned them. The
+    # customer trusts the same log, witnesses and quorum.
+    policy_text = (
+        f"# The demo release log, published only when all {len(WITNESSES)} witnesses cosign.\n"
+        f"log {log_vkey}\n"
+        + "".join(f"witness {n} {k} {base}/witnesses/{n}\n" for n, k in witness_keys.items())
+        + f"group demo-witnesses all {' '.join(WITNESSES)}\n"
+        + "quorum demo-witnesses\n"
+    )
+    atomic_write(log_dir / "witnesses.tlog-policy", policy_text.encode())
+    config = load_config(log_dir / "log.toml")
+    config = dataclasses.replace(config, witness_policy="witnesses.tlog-policy")
+    atomic_write(log_dir / "log.toml", config.to_toml().encode())
+    customer = root / "customer"
+    policy_file = customer / "releases.tlog-policy"
+    atomic_write(policy_file, policy_text.encode())
+    say("customer", f"trust policy written to {policy_file.relative_to(root)}")
+
+    # 3. A real server on localhost: the log and both witnesses.
+    app = create_app(root, live_logs=(LOG_NAME,), witnesses=WITNESSES)
+    server = BackgroundServer(app, host, port)
+    server.start()
     log_url = f"{base}/logs/{LOG_NAME}"
     try:
-        result = _populate(root, say, server, log_url, log_dir, log_vkey, witnesses)
+        result = _populate(root, say, server, log_url, log_dir, log_vkey, policy_file)
     except BaseException:
         server.stop()
         raise
@@ -161,11 +190,12 @@ def _populate(
     log_url: str,
     log_dir: Path,
     log_vkey: str,
-    witnesses: list[CosignatureSigner],
+    policy_file: Path,
 ) -> DemoResult:
     say("server", f"log server running at {log_url}/")
+    policy = Policy.parse(policy_file.read_bytes())
 
-    # 3. The vendor adds release records over HTTP.
+    # 4. The vendor adds release records over HTTP.
     entries = sample_entries(SAMPLE_ENTRIES)
     token = (log_dir / "secrets" / "write-token").read_text().strip()
     indexes, size = _add_over_http(log_url, token, entries)
@@ -173,43 +203,50 @@ def _populate(
         raise VerificationError("demo self-check failed: unexpected indexes from the log")
     say("add", f"{len(entries)} release records added over HTTP; published checkpoint size {size}")
 
-    # 4. A client re-reads everything through the tiles, verifying as it reads.
-    client = LogClient(http_fetcher(log_url), log_key=ed25519_verifier(log_vkey))
+    # 5. A customer's client re-reads everything through the tiles, verifying
+    # as it reads, and accepts the checkpoint only with the witness quorum.
+    client = LogClient(http_fetcher(log_url), policy=policy)
     checkpoint = client.update()
     read = [e for _, e in client.entries()]
     if read != entries:
         raise VerificationError("demo self-check failed: the log does not hold what was added")
+    signed = http_fetcher(log_url)("checkpoint").decode()
+    cosigners = sorted(policy.verify_checkpoint(signed).cosigners)
     say(
         "client",
-        f"checkpoint verified (size {checkpoint.size}); all {len(read)} entries re-read from "
-        f"{client.tiles.fetched} tiles and bundles, each checked against the root",
+        f"checkpoint size {checkpoint.size} verified, cosigned by {', '.join(cosigners)}; all "
+        f"{len(read)} entries re-read from {client.tiles.fetched} tiles and bundles, each "
+        "checked against the root",
     )
 
-    # 5. Witnesses cosign the checkpoint the client verified.
-    signed = http_fetcher(log_url)("checkpoint").decode()
-    text, log_sig = split(signed)
-    cosigned = sign_checkpoint(Checkpoint.parse(text), witnesses, keep=log_sig)
-    say("witness", f"checkpoint cosigned by {', '.join(WITNESSES)} (cosignature/v1)")
-
-    # 6. The customer's trust policy: this log, the three witnesses, 2 of 3.
-    policy_text = (
-        f"# Trust the demo release log only if {QUORUM} of {len(WITNESSES)} witnesses cosign.\n"
-        f"log {log_vkey}\n"
-        + "".join(
-            f"witness {n} {w.verifier_key()}\n" for n, w in zip(WITNESSES, witnesses, strict=True)
-        )
-        + f"group demo-witnesses {QUORUM} {' '.join(WITNESSES)}\n"
-        + "quorum demo-witnesses\n"
+    # 6. A monitor checks every entry and compares its view with the witnesses'.
+    monitor_dir = root / "monitor"
+    init_monitor(monitor_dir)
+    add_monitored_log(
+        monitor_dir,
+        MonitoredLog(
+            LOG_NAME,
+            log_url,
+            log_vkey,
+            str(policy_file.resolve()),
+            tuple(w.url for w in policy.witnesses.values() if w.url),
+        ),
     )
-    policy = Policy.parse(policy_text)
-    customer = root / "customer"
-    policy_file = customer / "releases.tlog-policy"
-    atomic_write(policy_file, policy_text.encode())
-    say("customer", f"trust policy written to {policy_file.relative_to(root)}")
+    monitor = Monitor(monitor_dir)
+    try:
+        checked = monitor.check(monitor.logs[0])
+    finally:
+        monitor.close()
+    if checked.alerts or checked.error:
+        raise VerificationError(f"demo self-check failed: monitor reported {checked}")
+    say(
+        "monitor",
+        f"{checked.new_entries} entries checked; the witnesses' views agree with the log's",
+    )
 
-    # 7. An offline proof for one release, from the client's verified tiles.
-    proof = TlogProof(PROVEN_INDEX, tuple(client.inclusion_proof(PROVEN_INDEX)), cosigned)
-    proofs = customer / "proofs"
+    # 7. An offline proof for one release, carrying the cosigned checkpoint.
+    proof = TlogProof(PROVEN_INDEX, tuple(client.inclusion_proof(PROVEN_INDEX)), signed)
+    proofs = root / "customer" / "proofs"
     entry_file = proofs / f"entry-{PROVEN_INDEX}.json"
     proof_file = proofs / f"entry-{PROVEN_INDEX}.tlog-proof"
     atomic_write(entry_file, entries[PROVEN_INDEX])
@@ -223,7 +260,7 @@ def _populate(
     parsed = TlogProof.parse(proof_file.read_bytes())
     verified = verify_proof(parsed, leaf_hash(entry_file.read_bytes()), policy)
     result.checks.append(f"log signature by {verified.log.vkey.name}")
-    result.checks.append(f"cosigned by {len(verified.cosigners)} witnesses, quorum {QUORUM} met")
+    result.checks.append(f"cosigned by {len(verified.cosigners)} witnesses, quorum met")
     result.checks.append(f"entry {PROVEN_INDEX} included at size {verified.checkpoint.size}")
     say("verify", "offline verification passed: " + "; ".join(result.checks))
     forged = entries[PROVEN_INDEX].replace(b"acme-av", b"acme-xx")

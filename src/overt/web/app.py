@@ -16,6 +16,7 @@ from overt.log.log import Log
 from overt.web.errors import install_error_handlers
 from overt.web.log_api import LogService, log_router
 from overt.web.tiles import tiles_router
+from overt.web.witness_api import create_witness_app
 
 
 def _lifespan(services: list[LogService]):  # type: ignore[no-untyped-def]
@@ -46,11 +47,15 @@ def create_log_app(log_dir: Path) -> FastAPI:
     return app
 
 
-def create_app(deployment: Path, live_logs: tuple[str, ...] = ()) -> FastAPI:
+def create_app(
+    deployment: Path, live_logs: tuple[str, ...] = (), witnesses: tuple[str, ...] = ()
+) -> FastAPI:
     """Serve every log under ``deployment/logs/<name>/`` at ``/logs/<name>/``.
 
     Logs named in `live_logs` are opened for writing (adds and JSON APIs);
-    the others are served read-only from their tiles directory.
+    the others are served read-only from their tiles directory. Witnesses named
+    in `witnesses` (``deployment/witnesses/<name>/``) are served at
+    ``/witnesses/<name>/``.
     """
     logs_dir = deployment / "logs"
     names = (
@@ -68,6 +73,9 @@ def create_app(deployment: Path, live_logs: tuple[str, ...] = ()) -> FastAPI:
         else:
             app.include_router(tiles_router(logs_dir / name / "tiles"), prefix=f"/logs/{name}")
 
+    for name in witnesses:
+        app.mount(f"/witnesses/{name}", create_witness_app(deployment / "witnesses" / name))
+
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
         items = "".join(
@@ -79,6 +87,16 @@ def create_app(deployment: Path, live_logs: tuple[str, ...] = ()) -> FastAPI:
             "<!doctype html><meta charset=utf-8><title>Overt</title>"
             f"<h1>Overt {__version__}</h1><p>Transparency logs served here "
             f"(C2SP tlog-tiles):</p><ul>{items or '<li>none yet</li>'}</ul>"
+            + (
+                "<p>Witnesses (C2SP tlog-witness):</p><ul>"
+                + "".join(
+                    f'<li><a href="/witnesses/{html.escape(w)}/status">{html.escape(w)}</a></li>'
+                    for w in witnesses
+                )
+                + "</ul>"
+                if witnesses
+                else ""
+            )
         )
 
     return app
