@@ -21,12 +21,14 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from overt.crypto.keys import Ed25519Signer
+from overt.crypto.keyfile import read_private_key
+from overt.crypto.keys import Ed25519Signer, Ed25519Verifier, ed25519_verifier
 from overt.log.config import LogConfig
 from overt.log.log import Log, init_log
 from overt.monitor.config import MonitoredLog
 from overt.monitor.monitor import Monitor, add_monitored_log, entry_type, init_monitor
 from overt.tlog.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
+from overt.tlog.hashing import EMPTY_ROOT
 from overt.tlog.witness import AddCheckpointRequest
 from overt.web.monitor_api import create_monitor_app
 from overt.web.server import BackgroundServer
@@ -226,9 +228,7 @@ def test_counts_entries_by_type_and_resumes(tmp_path: Path) -> None:
         monitor.close()
 
 
-def _verifier(log_dir: Path) -> Any:
-    from overt.crypto.keys import ed25519_verifier
-
+def _verifier(log_dir: Path) -> Ed25519Verifier:
     return ed25519_verifier(vkey_of(log_dir))
 
 
@@ -532,20 +532,20 @@ def test_webhook_gets_every_alert(
     tmp_path: Path, big_log: Path, webhook: Webhook, static: list[StaticServer]
 ) -> None:
     vkey = vkey_of(big_log)
+    signer = read_private_key(big_log / "secrets" / "log.key")
     rollback = snapshot(big_log, tmp_path / "rollback")
     badtile = snapshot(big_log, tmp_path / "badtile")
     _flip(badtile / "tile/0/000", 100)
     badsig = snapshot(big_log, tmp_path / "badsig")
     cp = open_checkpoint((badsig / "checkpoint").read_bytes(), _verifier(big_log)).checkpoint
     (badsig / "checkpoint").write_text(sign_checkpoint(cp, [Ed25519Signer.generate(ORIGIN)]))
+    # The fork: same key and origin, other entries, same size.
     fork_dir = tmp_path / "fork"
     make_log(fork_dir)
-    # The fork: same key and origin, other entries, same size.
     for rel in ("secrets/log.key", "log.vkey"):
         shutil.copyfile(big_log / rel, fork_dir / rel)
-    (fork_dir / "tiles" / "checkpoint").write_text(
-        sign_checkpoint(Checkpoint(ORIGIN, 0, open_checkpoint_root_empty()), [_signer(big_log)])
-    )
+    empty = sign_checkpoint(Checkpoint(ORIGIN, 0, EMPTY_ROOT), [signer])
+    (fork_dir / "tiles" / "checkpoint").write_text(empty)
     add(fork_dir, [b"fork %d" % i for i in range(300)])
     forked = serve_dir(static, big_log / "tiles")
     root = new_monitor(
@@ -557,49 +557,36 @@ def test_webhook_gets_every_alert(
     )
     monitor = Monitor(root, webhook.url)
     try:
-        results = monitor.check_all()
-        assert [r.alerts for r in results[:2]] == [[], []]
-        # Now misbehave: roll back, serve the fork.
-        older = tmp_path / "older"
-        make_log(older, ORIGIN)
-        for rel in ("secrets/log.key", "log.vkey"):
-            shutil.copyfile(big_log / rel, older / rel)
-        (rollback / "checkpoint").write_text(
-            sign_checkpoint(Checkpoint(ORIGIN, 0, open_checkpoint_root_empty()), [_signer(big_log)])
-        )
+        first = monitor.check_all()
+        assert {r.log: kinds(r) for r in first} == {
+            "rollback": [],
+            "fork": [],
+            "badtile": ["bad-tile"],
+            "badsig": ["bad-signature"],
+        }
+        # Now misbehave: roll back to the empty tree, serve the fork.
+        (rollback / "checkpoint").write_text(empty)
         forked.root = fork_dir / "tiles"
-        results = monitor.check_all()
+        second = monitor.check_all()
     finally:
         monitor.close()
-    got = {r.log: kinds(r) for r in results}
-    assert got == {
+    assert {r.log: kinds(r) for r in second} == {
         "rollback": ["rollback"],
         "fork": ["fork"],
         "badtile": ["bad-tile"],
         "badsig": ["bad-signature"],
     }
-    alerts = [a for r in results for a in r.alerts]
     # One webhook POST per alert, in order, as JSON.
-    hooks = [b for b in webhook.bodies]
-    assert len(hooks) == 4, hooks
-    for alert, body in zip(alerts, hooks[-4:], strict=True):
-        assert body["content_type"] == "application/json"
-        assert body["log"] == alert.log
-        assert body["kind"] == alert.kind
-        assert body["message"] == alert.message
-        assert body["time"] == alert.time
-
-
-def open_checkpoint_root_empty() -> bytes:
-    from overt.tlog.hashing import EMPTY_ROOT
-
-    return EMPTY_ROOT
-
-
-def _signer(log_dir: Path) -> Ed25519Signer:
-    from overt.crypto.keyfile import read_private_key
-
-    return read_private_key(log_dir / "secrets" / "log.key")
+    alerts = [a for r in first + second for a in r.alerts]
+    assert len(webhook.bodies) == len(alerts) == 6
+    for alert, body in zip(alerts, webhook.bodies, strict=True):
+        assert body == {
+            "content_type": "application/json",
+            "log": alert.log,
+            "kind": alert.kind,
+            "message": alert.message,
+            "time": alert.time,
+        }
 
 
 # --- HTTP face --------------------------------------------------------------
