@@ -45,3 +45,14 @@ def check_utf8(text: str, what: str) -> None:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise MalformedError(f"{what} is not valid Unicode text") from exc
+
+
+def as_text(data: bytes | str, what: str) -> str:
+    """Input that may arrive as bytes or str, as checked Unicode text."""
+    if isinstance(data, str):
+        check_utf8(data, what)
+        return data
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedError(f"{what} is not valid UTF-8") from exc

@@ -117,16 +117,20 @@ class VerifierKey:
         return KNOWN_TYPES[self.sig_type]
 
 
-class Ed25519Verifier:
-    """Verifies type 0x01 signatures: plain Ed25519 over the message."""
+class KeyedVerifier:
+    """What every note verifier holds: one vkey of one signature type and its public key."""
 
-    def __init__(self, vkey: VerifierKey) -> None:
-        if vkey.sig_type != SIG_ED25519:
+    sig_type = SIG_ED25519
+
+    def __init__(self, vkey: VerifierKey | str) -> None:
+        parsed = VerifierKey.parse(vkey) if isinstance(vkey, str) else vkey
+        if parsed.sig_type != self.sig_type:
             raise MalformedError(
-                f"verifier key {vkey.name!r} has type {vkey.type_name}, want ed25519"
+                f"key {parsed.name!r} has type {parsed.type_name}, "
+                f"want {KNOWN_TYPES[self.sig_type]}"
             )
-        self._vkey = vkey
-        self._public = Ed25519PublicKey.from_public_bytes(vkey.public)
+        self._vkey = parsed
+        self._public = Ed25519PublicKey.from_public_bytes(parsed.public)
 
     @property
     def name(self) -> str:
@@ -139,6 +143,12 @@ class Ed25519Verifier:
     @property
     def vkey(self) -> VerifierKey:
         return self._vkey
+
+
+class Ed25519Verifier(KeyedVerifier):
+    """Verifies type 0x01 signatures: plain Ed25519 over the message."""
+
+    sig_type = SIG_ED25519
 
     def verify(self, message: bytes, signature: bytes) -> bool:
         if len(signature) != 64:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from overt.crypto.encoding import b64decode_strict, b64encode, check_key_name, check_utf8
+from overt.crypto.encoding import as_text, b64decode_strict, b64encode, check_key_name, check_utf8
 from overt.crypto.keys import Signer, Verifier
 from overt.errors import MalformedError, VerificationError
 
@@ -72,14 +72,7 @@ def _check_chars(text: str) -> None:
 
 def split(message: bytes | str) -> tuple[str, list[Signature]]:
     """Split a signed note into text and signatures without verifying anything."""
-    if isinstance(message, bytes):
-        try:
-            msg = message.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise MalformedError("note is not valid UTF-8") from exc
-    else:
-        check_utf8(message, "note")
-        msg = message
+    msg = as_text(message, "note")
     _check_chars(msg)
     cut = msg.rfind("\n\n")
     if cut < 0:

@@ -128,11 +128,13 @@ class Monitor:
             policy=policy,
             memory=self.state.memory_for(cfg.name),
         )
+        followed = self.state.log(cfg.name).origin
         checkpoint = client.update()
         result.size = checkpoint.size
+        if followed is not None and followed != checkpoint.origin:
+            # Another log is now followed under this name: count it afresh.
+            self.state.reset_entries(cfg.name)
         seen = self.state.log(cfg.name).entries
-        if seen > checkpoint.size:
-            seen = 0  # the log was replaced under the same name; recount
         start = seen
         while start < checkpoint.size:
             end = min(checkpoint.size, start + ENTRY_BATCH)
@@ -172,6 +174,8 @@ class Monitor:
             )
             return
         where = f"witness {witness_url} cosigned size {theirs.size}"
+        if theirs.size == 0:
+            return  # every tree extends the empty one
         if theirs.size == ours.size:
             if theirs.root_hash != ours.root_hash:
                 self._alert(result, "fork", f"{where} with a different root than this monitor saw")

@@ -112,6 +112,13 @@ class MonitorState:
                 )
             self._db.execute("COMMIT")
 
+    def reset_entries(self, name: str) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("UPDATE logs SET entries = 0 WHERE name = ?", (name,))
+            self._db.execute("DELETE FROM entry_types WHERE name = ?", (name,))
+            self._db.execute("COMMIT")
+
     def record_check(self, name: str, error: str | None) -> None:
         with self._lock:
             self._db.execute(

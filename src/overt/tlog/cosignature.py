@@ -18,9 +18,8 @@ import time
 from collections.abc import Callable
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from overt.crypto.keys import SIG_COSIGNATURE_V1, Ed25519Signer, VerifierKey
+from overt.crypto.keys import SIG_COSIGNATURE_V1, Ed25519Signer, KeyedVerifier, VerifierKey
 from overt.errors import MalformedError
 
 HEADER = b"cosignature/v1\n"
@@ -68,29 +67,10 @@ class CosignatureSigner:
         return timestamp.to_bytes(8, "big") + sig
 
 
-class CosignatureVerifier:
+class CosignatureVerifier(KeyedVerifier):
     """Checks cosignature/v1 lines made by one witness key (vkey type 0x04)."""
 
-    def __init__(self, vkey: VerifierKey | str) -> None:
-        parsed = VerifierKey.parse(vkey) if isinstance(vkey, str) else vkey
-        if parsed.sig_type != SIG_COSIGNATURE_V1:
-            raise MalformedError(
-                f"witness key {parsed.name!r} has type {parsed.type_name}, want cosignature/v1"
-            )
-        self._vkey = parsed
-        self._public = Ed25519PublicKey.from_public_bytes(parsed.public)
-
-    @property
-    def name(self) -> str:
-        return self._vkey.name
-
-    @property
-    def key_id(self) -> int:
-        return self._vkey.key_id
-
-    @property
-    def vkey(self) -> VerifierKey:
-        return self._vkey
+    sig_type = SIG_COSIGNATURE_V1
 
     def verify(self, message: bytes, signature: bytes) -> bool:
         if len(signature) != SIGNATURE_SIZE:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from overt.crypto.encoding import as_text
 from overt.crypto.keys import (
     SIG_COSIGNATURE_V1,
     SIG_ED25519,
@@ -195,13 +196,7 @@ class Policy:
 
     def verify_checkpoint(self, message: bytes | str) -> VerifiedCheckpoint:
         """Accept a signed checkpoint only if a policy log signed it and the quorum cosigned."""
-        if isinstance(message, bytes):
-            try:
-                raw = message.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise MalformedError("checkpoint is not valid UTF-8") from exc
-        else:
-            raw = message
+        raw = as_text(message, "checkpoint")
         log_verifiers: list[tuple[PolicyLog, Ed25519Verifier]] = [
             (log, Ed25519Verifier(log.vkey)) for log in self.logs
         ]

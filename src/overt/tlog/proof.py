@@ -19,7 +19,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from overt.crypto.encoding import b64decode_strict, b64encode
+from overt.crypto.encoding import as_text, b64decode_strict, b64encode
 from overt.crypto.note import split
 from overt.errors import MalformedError
 from overt.tlog.checkpoint import Checkpoint
@@ -49,13 +49,7 @@ class TlogProof:
 
     @classmethod
     def parse(cls, data: bytes | str) -> TlogProof:
-        if isinstance(data, bytes):
-            try:
-                text = data.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise MalformedError("tlog-proof is not valid UTF-8") from exc
-        else:
-            text = data
+        text = as_text(data, "tlog-proof")
         head, sep, checkpoint = text.partition("\n\n")
         if not sep:
             raise MalformedError("tlog-proof has no empty line before the checkpoint")

@@ -45,7 +45,12 @@ def create_witness_app(root: Path) -> FastAPI:
                 sigs = witness.add_checkpoint(bytes(body))
         except WitnessRefusal as refusal:
             if refusal.status == 409:
-                return Response(f"{refusal.size}\n", status_code=409, media_type=SIZE_CONTENT_TYPE)
+                # Exactly text/x.tlog.size (tlog-witness), with no charset added.
+                return Response(
+                    f"{refusal.size}\n",
+                    status_code=409,
+                    headers={"Content-Type": SIZE_CONTENT_TYPE},
+                )
             return PlainTextResponse(f"{refusal}\n", status_code=refusal.status)
         return PlainTextResponse(format_cosignatures(sigs))
 
