@@ -23,10 +23,10 @@ from fastapi.testclient import TestClient
 
 from overt.crypto.keyfile import read_private_key
 from overt.crypto.keys import Ed25519Signer, Ed25519Verifier, ed25519_verifier
-from overt.log.config import LogConfig
+from overt.log.config import LogConfig, load_config
 from overt.log.log import Log, init_log
 from overt.monitor.config import MonitoredLog
-from overt.monitor.monitor import Monitor, add_monitored_log, entry_type, init_monitor
+from overt.monitor.monitor import CheckResult, Monitor, add_monitored_log, entry_type, init_monitor
 from overt.tlog.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from overt.tlog.hashing import EMPTY_ROOT
 from overt.tlog.witness import AddCheckpointRequest
@@ -48,12 +48,7 @@ def make_log(root: Path, origin: str = ORIGIN) -> str:
 
 def twin_log(first: Path, second: Path) -> None:
     """A second log with the first one's key and origin (both still empty)."""
-    origin = Log(first)
-    try:
-        name = origin.config.origin
-    finally:
-        origin.close()
-    make_log(second, name)
+    make_log(second, load_config(first / "log.toml").origin)
     for rel in ("secrets/log.key", "log.vkey", "tiles/checkpoint"):
         shutil.copyfile(first / rel, second / rel)
 
@@ -152,7 +147,7 @@ def webhook() -> Iterator[Webhook]:
     hook.close()
 
 
-def check_one(root: Path, webhook: str | None = None) -> Any:
+def check_one(root: Path, webhook: str | None = None) -> CheckResult:
     monitor = Monitor(root, webhook)
     try:
         (result,) = monitor.check_all()
@@ -161,7 +156,7 @@ def check_one(root: Path, webhook: str | None = None) -> Any:
         monitor.close()
 
 
-def kinds(result: Any) -> list[str]:
+def kinds(result: CheckResult) -> list[str]:
     return [a.kind for a in result.alerts]
 
 
@@ -272,13 +267,13 @@ def test_unreachable_log_is_an_error_not_an_alert(tmp_path: Path) -> None:
 
 
 def test_replaced_log_is_counted_from_scratch(tmp_path: Path) -> None:
-    """BUG: Monitor._check keeps `entries` (and the per-type counts) from the
-    log that was followed under the same name before. When monitor.toml is
-    changed to follow another log (another origin and key) under that name,
-    `_Memory.load` rightly forgets the old checkpoint, but `seen` stays at the
-    old log's count: if the new log is at least as large, its first `seen`
-    entries are never read or checked, and the old log's types stay counted.
-    (The `seen > size` branch meant for this case also leaves the old counts.)
+    """Regression (found by this test, since fixed in src): Monitor._check kept
+    `entries` (and the per-type counts) from the log followed under the same name
+    before. When monitor.toml is changed to follow another log (another origin
+    and key) under that name, `_Memory.load` rightly forgets the old checkpoint,
+    but `seen` stayed at the old log's count: if the new log is at least as
+    large, its first `seen` entries were never read or checked, and the old
+    log's types stayed counted.
     """
     old_dir, new_dir = tmp_path / "old", tmp_path / "new"
     make_log(old_dir, "example.com/overt/old")
@@ -465,12 +460,13 @@ def test_fork_seen_through_a_witness(
 def test_witness_that_cosigned_the_empty_tree_is_no_fork(
     tmp_path: Path, static: list[StaticServer], witness_servers: list[WitnessServer]
 ) -> None:
-    """BUG: Monitor._compare_with_witness, for a witness checkpoint smaller than
-    the monitor's, calls verify_consistency(theirs.size, ...), which refuses
-    old size 0 ("a consistency proof from the empty tree proves nothing"). A
-    witness that cosigned the log's size-0 checkpoint (anyone may submit the
-    log's public initial checkpoint with `old 0`) therefore makes every monitor
-    comparing with it raise a false "fork" alert for an honest log.
+    """Regression (found by this test, since fixed in src): for a witness
+    checkpoint smaller than the monitor's, Monitor._compare_with_witness called
+    verify_consistency(theirs.size, ...), which refuses old size 0 ("a
+    consistency proof from the empty tree proves nothing"). A witness that
+    cosigned the log's size-0 checkpoint (anyone may submit the log's public
+    initial checkpoint with `old 0`) made every monitor comparing with it raise
+    a false "fork" alert for an honest log.
     """
     log_dir = tmp_path / "log"
     make_log(log_dir)

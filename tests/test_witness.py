@@ -192,6 +192,7 @@ def test_cosigns_and_persists_then_serves_latest(env: WitnessEnv) -> None:
     resp = env.post(log.body(23, 23))
     assert resp.status_code == 200, resp.text
     cosignatures_verify(log.signed(23), resp.text, env.verifier)
+    last_answer = resp.text
 
     # Persisted: a fresh Witness opened on the directory sees size 23.
     w = Witness(env.dir)
@@ -210,6 +211,8 @@ def test_cosigns_and_persists_then_serves_latest(env: WitnessEnv) -> None:
     got = env.client.get(f"/{origin_hash(log.origin)}/checkpoint")
     assert got.status_code == 200
     assert got.text == latest
+    # It carries exactly the cosignature the last add-checkpoint returned.
+    assert last_answer in got.text
     opened = open_checkpoint(got.text, ed25519_verifier(log.vkey), [env.verifier])
     assert opened.checkpoint == log.checkpoint(23)
     assert opened.note.signed_by(WITNESS_NAME, env.verifier.key_id)
@@ -287,6 +290,9 @@ def test_invalid_signature_from_known_key_is_403(at5: WitnessEnv) -> None:
     bad[10] ^= 1
     forged = text + "\n" + Signature(sig.name, sig.key_id, bytes(bad)).line()
     assert_refused(at5, request_body(5, log.proof(5, 9), forged), 403)
+    # A known key's line whose signature is too short to be one.
+    short = text + "\n" + Signature(sig.name, sig.key_id, b"\x01").line()
+    assert_refused(at5, request_body(5, log.proof(5, 9), short), 403)
     # The checkpoint text changed after signing: the known key's line no longer verifies.
     tampered_text = log.checkpoint(10).text()
     assert_refused(at5, request_body(5, log.proof(5, 10), tampered_text + "\n" + sig.line()), 403)
@@ -401,12 +407,13 @@ def test_wrong_old_size_is_409_with_the_witness_size(at5: WitnessEnv, old: int) 
 
 
 def test_409_content_type_is_exactly_the_spec_media_type(at5: WitnessEnv) -> None:
-    """BUG: tlog-witness says the 409 response MUST have a Content-Type of
-    `text/x.tlog.size`; the witness answers `text/x.tlog.size; charset=utf-8`
-    (Starlette appends a charset to every text/* media type). Go clients compare
-    the header verbatim (e.g. sigsum-go's processConflictResponse rejects
-    "text/x.tlog.size; charset=utf8"), so they do not recognise the 409, never
-    learn the witness's size, and the log cannot resynchronise with it.
+    """Regression (found by this test, since fixed in src): tlog-witness says
+    the 409 response MUST have a Content-Type of `text/x.tlog.size`; the witness
+    answered `text/x.tlog.size; charset=utf-8` (Starlette appends a charset to
+    every text/* media type). Go clients compare the header verbatim (e.g.
+    sigsum-go's processConflictResponse rejects "text/x.tlog.size; charset=utf8"),
+    so they would not recognise the 409, never learn the witness's size, and a
+    log could not resynchronise with the witness.
     """
     resp = at5.post(at5.log.body(0, 9))
     assert resp.status_code == 409

@@ -111,7 +111,10 @@ class VerifiedTiles:
     def _get(self, tile: Tile) -> bytes:
         self.fetched += 1
         data = self._fetch(tile.path())
-        tile_hashes(data, tile)  # length check, MalformedError if wrong
+        try:
+            tile_hashes(data, tile)  # the length a tile of this width must have
+        except MalformedError as exc:
+            raise LogMisbehaviour("bad-tile", str(exc)) from exc
         return data
 
     def _check_edge(self) -> None:
@@ -175,7 +178,10 @@ class VerifiedTiles:
         hashes = tile_hashes(self.tile(tile), tile)
         bundle = Tile(0, index, width, entries=True)
         self.fetched += 1
-        entries = decode_bundle(self._fetch(bundle.path()), width)
+        try:
+            entries = decode_bundle(self._fetch(bundle.path()), width)
+        except MalformedError as exc:
+            raise LogMisbehaviour("bad-tile", f"{bundle.path()}: {exc}") from exc
         for i, (entry, expected) in enumerate(zip(entries, hashes, strict=True)):
             if leaf_hash(entry) != expected:
                 number = index * TILE_WIDTH + i
