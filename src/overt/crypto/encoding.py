@@ -8,6 +8,7 @@ same signature or key, which makes byte-exact comparison of notes unreliable.
 
 import base64
 import binascii
+import re
 
 from overt.errors import MalformedError
 
@@ -27,16 +28,20 @@ def b64encode(raw: bytes) -> str:
     return base64.b64encode(raw).decode("ascii")
 
 
+# \s is exactly str.isspace() for str patterns: every Unicode space.
+_BAD_NAME_CHAR = re.compile(r"[\s+\x00-\x1f\x7f]")
+
+
 def check_key_name(name: str) -> None:
     """Key names are non-empty, with no Unicode space and no '+' (signed-note, Format)."""
     if not name:
         raise MalformedError("key name is empty")
     check_utf8(name, "key name")
-    for ch in name:
-        if ch.isspace() or ch == "+":
+    bad = _BAD_NAME_CHAR.search(name)
+    if bad is not None:
+        if bad.group().isspace() or bad.group() == "+":
             raise MalformedError(f"key name {name!r} contains a space or '+'")
-        if ord(ch) < 0x20 or ord(ch) == 0x7F:
-            raise MalformedError(f"key name {name!r} contains a control character")
+        raise MalformedError(f"key name {name!r} contains a control character")
 
 
 def check_utf8(text: str, what: str) -> None:

@@ -17,6 +17,7 @@ Verification follows the spec's rules exactly, failing closed:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -64,10 +65,13 @@ def check_text(text: str) -> None:
     _check_chars(text)
 
 
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f]")
+
+
 def _check_chars(text: str) -> None:
-    for ch in text:
-        if ch < " " and ch != "\n":
-            raise MalformedError(f"note contains control character U+{ord(ch):04X}")
+    bad = _CONTROL.search(text)
+    if bad is not None:
+        raise MalformedError(f"note contains control character U+{ord(bad.group()):04X}")
 
 
 def split(message: bytes | str) -> tuple[str, list[Signature]]:

@@ -36,6 +36,7 @@ class AddCheckpointRequest:
     old_size: int
     proof: tuple[bytes, ...]
     checkpoint: str  # the signed note, verbatim
+    parsed: Checkpoint | None = None  # set by `parse`, which has checked its syntax
 
     def format(self) -> str:
         lines = [f"old {self.old_size}", *(b64encode(h) for h in self.proof)]
@@ -65,8 +66,7 @@ class AddCheckpointRequest:
                 raise MalformedError(f"consistency proof hash is {len(h)} bytes")
             proof.append(h)
         note_text, _ = split(checkpoint)
-        Checkpoint.parse(note_text)
-        return cls(int(old_s), tuple(proof), checkpoint)
+        return cls(int(old_s), tuple(proof), checkpoint, Checkpoint.parse(note_text))
 
 
 def format_cosignatures(signatures: Sequence[Signature]) -> str:

@@ -25,6 +25,7 @@ from overt.crypto.keys import (
     SIG_COSIGNATURE_V1,
     SIG_ED25519,
     Ed25519Signer,
+    Ed25519Verifier,
     VerifierKey,
     ed25519_verifier,
 )
@@ -87,6 +88,7 @@ class Witness:
         self.signer = CosignatureSigner(key, clock)
         self.vkey = key.verifier_key()
         self.store = WitnessStore(root / "witness.db")
+        self._verifiers: dict[tuple[str, ...], list[Ed25519Verifier]] = {}
 
     def close(self) -> None:
         self.store.close()
@@ -107,13 +109,16 @@ class Witness:
             request = AddCheckpointRequest.parse(body)
         except MalformedError as exc:
             raise WitnessRefusal(400, f"malformed request: {exc}") from exc
-        text, _ = split(request.checkpoint)
-        checkpoint = Checkpoint.parse(text)
+        checkpoint = request.parsed
+        assert checkpoint is not None
         view = self.store.log(checkpoint.origin)
         if view is None:
             raise WitnessRefusal(404, f"unknown log origin {checkpoint.origin!r}")
+        verifiers = self._verifiers.get(view.vkeys)
+        if verifiers is None:
+            verifiers = self._verifiers[view.vkeys] = [ed25519_verifier(v) for v in view.vkeys]
         try:
-            note = open_note(request.checkpoint, [ed25519_verifier(v) for v in view.vkeys])
+            note = open_note(request.checkpoint, verifiers)
         except (VerificationError, MalformedError) as exc:
             raise WitnessRefusal(403, f"checkpoint signature: {exc}") from exc
         if request.old_size > checkpoint.size:
