@@ -1,0 +1,1 @@
+"""The data vault: residency, per-region encrypted stores, the access gate and the access log."""

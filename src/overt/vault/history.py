@@ -1,0 +1,73 @@
+"""A customer's access history: every event touching their data, verified locally.
+
+The customer holds their pseudonym key. For each region's access log the
+client reads every entry through the tiles (each checked against the
+checkpoint's root), keeps the events carrying the customer's pseudonym,
+checks each is signed by the vault, and proves it with an inclusion proof
+against the checkpoint. A checkpoint is "witnessed" when the region's log
+publishes with a witness policy and the checkpoint satisfies it.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+from overt.crypto.keys import Ed25519Verifier, ed25519_verifier
+from overt.errors import OvertError
+from overt.log.remote import open_source
+from overt.tlog.client import LogClient
+from overt.tlog.hashing import leaf_hash
+from overt.tlog.merkle import inclusion_proof, verify_inclusion
+from overt.tlog.policy import Policy
+from overt.vault.events import open_event, pseudonym
+
+
+def access_history(
+    vault_root: Path,
+    regions: list[str],
+    customer: str,
+    customer_key: bytes,
+    vault_key: Ed25519Verifier,
+) -> list[dict[str, Any]]:
+    alias = pseudonym(customer_key, customer)
+    events: list[dict[str, Any]] = []
+    for region in regions:
+        log_dir = vault_root / "logs" / region
+        source = open_source(str(log_dir))
+        policy_file = log_dir / "witnesses.tlog-policy"
+        policy = Policy.parse(policy_file.read_bytes()) if policy_file.exists() else None
+        assert source.vkey is not None
+        client = LogClient(
+            source.fetch,
+            log_key=None if policy else ed25519_verifier(source.vkey),
+            policy=policy,
+        )
+        checkpoint = client.update()
+        reader = client.tiles.hash_reader()
+        for index, entry in client.entries():
+            try:
+                doc = open_event(entry, vault_key)
+                signed = True
+            except OvertError:
+                continue  # not an access event of this vault
+            if doc.get("customer") != alias:
+                continue
+            proof = inclusion_proof(reader, index, checkpoint.size)
+            try:
+                verify_inclusion(
+                    leaf_hash(entry), index, checkpoint.size, proof, checkpoint.root_hash
+                )
+                included = True
+            except OvertError:
+                included = False
+            doc["index"] = index
+            doc["log"] = checkpoint.origin
+            doc["checkpoint_size"] = checkpoint.size
+            doc["witnessed"] = policy is not None
+            doc["proof"] = [base64.b64encode(h).decode() for h in proof]
+            doc["verified"] = signed and included
+            events.append(doc)
+    events.sort(key=lambda d: (d.get("time", 0), d["log"], d["index"]))
+    return events

@@ -1,0 +1,265 @@
+"""One region's store: ciphertexts, their metadata and journal, and the keyring.
+
+    VAULT/regions/<region>/objects/<id[:2]>/<id>   sealed contents (nonce || AES-GCM)
+    VAULT/regions/<region>/meta.db                 objects and the operation journal
+    VAULT/keyring/<region>/kek                     the region's key-encryption key (0600)
+    VAULT/keyring/<region>/keys.db                 wrapped data keys, one per object
+
+Nothing is written in plaintext. Every operation on an object is journalled
+with the index of the access event that authorised it, so the supervisor's
+audit can reconcile the journal with the access log: an operation without an
+event is an access that bypassed the gate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from overt.durable import atomic_write, sync_filesystem, write_file
+from overt.errors import OvertError
+from overt.vault.envelope import (
+    DecryptionError,
+    key_aad,
+    new_key,
+    object_aad,
+    open_sealed,
+    seal,
+)
+
+META_SCHEMA = """
+CREATE TABLE IF NOT EXISTS objects (
+    id TEXT PRIMARY KEY,
+    customer TEXT NOT NULL,
+    country TEXT NOT NULL,
+    category TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    created INTEGER NOT NULL,
+    sealed_sha256 TEXT NOT NULL,
+    write_event INTEGER NOT NULL,
+    erased INTEGER
+);
+CREATE INDEX IF NOT EXISTS objects_by_customer ON objects (customer);
+CREATE INDEX IF NOT EXISTS objects_by_event ON objects (write_event);
+CREATE TABLE IF NOT EXISTS journal (
+    seq INTEGER PRIMARY KEY,
+    time INTEGER NOT NULL,
+    op TEXT NOT NULL,
+    object TEXT NOT NULL,
+    event INTEGER
+);
+"""
+
+KEYS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS keys (id TEXT PRIMARY KEY, wrapped BLOB NOT NULL);
+"""
+
+
+class StoreError(OvertError):
+    pass
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    id: str
+    customer: str
+    country: str
+    category: str
+    size: int
+    created: int
+    sealed_sha256: str
+    write_event: int
+    erased: int | None
+
+
+@dataclass(frozen=True)
+class NewObject:
+    id: str
+    customer: str
+    country: str
+    category: str
+    content: bytes
+
+
+class RegionStore:
+    def __init__(self, vault_root: Path, region: str) -> None:
+        self.region = region
+        self.dir = vault_root / "regions" / region
+        self.objects_dir = self.dir / "objects"
+        keyring = vault_root / "keyring" / region
+        self._lock = threading.Lock()
+        self.objects_dir.mkdir(parents=True, exist_ok=True)
+        keyring.mkdir(parents=True, exist_ok=True)
+        os.chmod(keyring, 0o700)
+        kek_file = keyring / "kek"
+        if not kek_file.exists():
+            atomic_write(kek_file, new_key(), mode=0o600)
+        self._kek = kek_file.read_bytes()
+        if len(self._kek) != 32:
+            raise StoreError(f"{kek_file}: not a 256-bit key")
+        self._meta = _connect(self.dir / "meta.db", META_SCHEMA)
+        self._keys = _connect(keyring / "keys.db", KEYS_SCHEMA)
+        # Erased keys must not survive in free pages of the keyring file.
+        self._keys.execute("PRAGMA secure_delete=ON")
+        self._marker = self.dir / "put-in-progress"
+        if self._marker.exists():
+            self._sweep()
+
+    def _sweep(self) -> None:
+        """Remove what an interrupted `put` left: files and keys without an object record."""
+        known = {r[0] for r in self._meta.execute("SELECT id FROM objects")}
+        for name in self.files():
+            if name not in known:
+                self._path(name).unlink(missing_ok=True)
+        stale = [r[0] for r in self._keys.execute("SELECT id FROM keys") if r[0] not in known]
+        self._keys.executemany("DELETE FROM keys WHERE id = ?", [(i,) for i in stale])
+        self._marker.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        with self._lock:
+            self._meta.close()
+            self._keys.close()
+
+    def _path(self, object_id: str) -> Path:
+        return self.objects_dir / object_id[:2] / object_id
+
+    def put(self, objects: list[NewObject], event: int) -> None:
+        """Seal and store objects authorised by access event `event` (already durable)."""
+        rows = []
+        key_rows = []
+        now = int(time.time())
+        # A crash before the object records commit leaves files and keys that
+        # no record names; the marker makes the next open sweep them.
+        atomic_write(self._marker, str(event).encode())
+        for obj in objects:
+            data_key = new_key()
+            aad = object_aad(obj.id, self.region, obj.customer, obj.category)
+            sealed = seal(data_key, obj.content, aad)
+            write_file(self._path(obj.id), sealed)
+            key_rows.append((obj.id, seal(self._kek, data_key, key_aad(obj.id, self.region))))
+            rows.append(
+                (
+                    obj.id,
+                    obj.customer,
+                    obj.country,
+                    obj.category,
+                    len(obj.content),
+                    now,
+                    hashlib.sha256(sealed).hexdigest(),
+                    event,
+                )
+            )
+        sync_filesystem(self.objects_dir)
+        with self._lock:
+            self._keys.execute("BEGIN IMMEDIATE")
+            self._keys.executemany("INSERT INTO keys (id, wrapped) VALUES (?, ?)", key_rows)
+            self._keys.execute("COMMIT")
+            self._meta.execute("BEGIN IMMEDIATE")
+            self._meta.executemany(
+                "INSERT INTO objects (id, customer, country, category, size, created, "
+                "sealed_sha256, write_event) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            self._meta.executemany(
+                "INSERT INTO journal (time, op, object, event) VALUES (?, 'write', ?, ?)",
+                [(now, r[0], event) for r in rows],
+            )
+            self._meta.execute("COMMIT")
+        self._marker.unlink(missing_ok=True)
+
+    def object(self, object_id: str) -> StoredObject | None:
+        with self._lock:
+            row = self._meta.execute(
+                "SELECT id, customer, country, category, size, created, sealed_sha256, "
+                "write_event, erased FROM objects WHERE id = ?",
+                (object_id,),
+            ).fetchone()
+        return None if row is None else StoredObject(*row)
+
+    def objects(self) -> list[StoredObject]:
+        with self._lock:
+            rows = self._meta.execute(
+                "SELECT id, customer, country, category, size, created, sealed_sha256, "
+                "write_event, erased FROM objects ORDER BY write_event, id"
+            ).fetchall()
+        return [StoredObject(*r) for r in rows]
+
+    def journal(self) -> list[tuple[int, int, str, str, int | None]]:
+        with self._lock:
+            rows = self._meta.execute(
+                "SELECT seq, time, op, object, event FROM journal ORDER BY seq"
+            ).fetchall()
+        return [(int(r[0]), int(r[1]), str(r[2]), str(r[3]), r[4]) for r in rows]
+
+    def record(self, op: str, object_id: str, event: int | None) -> None:
+        with self._lock:
+            self._meta.execute(
+                "INSERT INTO journal (time, op, object, event) VALUES (?, ?, ?, ?)",
+                (int(time.time()), op, object_id, event),
+            )
+
+    def data_key(self, object_id: str) -> bytes | None:
+        with self._lock:
+            row = self._keys.execute(
+                "SELECT wrapped FROM keys WHERE id = ?", (object_id,)
+            ).fetchone()
+        if row is None:
+            return None
+        return open_sealed(
+            self._kek, row[0], key_aad(object_id, self.region), f"key of {object_id}"
+        )
+
+    def decrypt(self, obj: StoredObject, sealed: bytes | None = None) -> bytes:
+        """Decrypt an object (from the store, or a copy of its sealed bytes)."""
+        data_key = self.data_key(obj.id)
+        if data_key is None:
+            raise DecryptionError(f"object {obj.id}: its data key is gone (erased)")
+        if sealed is None:
+            try:
+                sealed = self._path(obj.id).read_bytes()
+            except FileNotFoundError as exc:
+                raise StoreError(f"object {obj.id}: its ciphertext is missing") from exc
+        aad = object_aad(obj.id, self.region, obj.customer, obj.category)
+        return open_sealed(data_key, sealed, aad, f"object {obj.id}")
+
+    def read(self, object_id: str, event: int) -> bytes:
+        """Decrypt an object for an access authorised by durable event `event`."""
+        obj = self.object(object_id)
+        if obj is None or obj.erased:
+            raise StoreError(f"object {object_id} is not in region {self.region}")
+        self.record("read", object_id, event)
+        return self.decrypt(obj)
+
+    def erase(self, object_id: str, event: int) -> None:
+        """Crypto-shred: destroy the data key, then the ciphertext."""
+        with self._lock:
+            self._keys.execute("BEGIN IMMEDIATE")
+            self._keys.execute("DELETE FROM keys WHERE id = ?", (object_id,))
+            self._keys.execute("COMMIT")
+            self._meta.execute("BEGIN IMMEDIATE")
+            self._meta.execute(
+                "UPDATE objects SET erased = ? WHERE id = ?", (int(time.time()), object_id)
+            )
+            self._meta.execute(
+                "INSERT INTO journal (time, op, object, event) VALUES (?, 'erase', ?, ?)",
+                (int(time.time()), object_id, event),
+            )
+            self._meta.execute("COMMIT")
+        self._path(object_id).unlink(missing_ok=True)
+
+    def files(self) -> list[str]:
+        """Object ids that have a ciphertext file on disk."""
+        return sorted(p.name for p in self.objects_dir.glob("*/*") if not p.name.startswith("."))
+
+
+def _connect(path: Path, schema: str) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.executescript(schema)
+    return db

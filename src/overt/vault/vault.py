@@ -1,0 +1,335 @@
+"""The vault: residency routing, the access gate, and the per-region stores and logs.
+
+Every operation on customer data goes through `Vault._authorise`, the one
+gate: it checks the actor and the justification, appends a signed access
+event to the region's access log, and returns the event's index only once it
+is durably sequenced. The store then acts, journalling that index. If the
+access log cannot take the event, the access is refused (fail closed).
+
+Directory (docs/vault.md):
+
+    VAULT/residency.toml      where each customer's data must live
+    VAULT/actors.toml         staff identities and what they may do
+    VAULT/vault.vkey          the key access events are signed with (public)
+    VAULT/secrets/vault.key   its private key (0600)
+    VAULT/secrets/customers.db  each customer's pseudonym key (0600)
+    VAULT/regions/<r>/        the region's store (ciphertexts, metadata, journal)
+    VAULT/keyring/<r>/        the region's key-encryption key and wrapped data keys
+    VAULT/logs/<r>/           the region's access log (an Overt log)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from overt.crypto.keyfile import read_private_key, write_private_key
+from overt.crypto.keys import Ed25519Signer, ed25519_verifier
+from overt.durable import atomic_write
+from overt.errors import MalformedError, OvertError
+from overt.log.config import LogConfig
+from overt.log.log import Log, init_log
+from overt.vault.actors import SYSTEM, ActorEntry, load_actors
+from overt.vault.events import JUSTIFICATIONS, AccessEvent, Actor, batch_root, pseudonym
+from overt.vault.residency import ResidencyError, ResidencyPolicy
+from overt.vault.store import NewObject, RegionStore, StoredObject
+
+MAX_BATCH = 10_000
+
+
+class AccessRefused(OvertError):
+    """The gate refused an access; the reason says why (and it was logged when possible)."""
+
+
+@dataclass(frozen=True)
+class Stored:
+    id: str
+    region: str
+
+
+def init_vault(root: Path, residency: str, origin_prefix: str) -> str:
+    """Create a vault: policy, signing key, and one access log per region."""
+    if (root / "residency.toml").exists():
+        raise OvertError(f"{root} already holds a vault")
+    policy = ResidencyPolicy.parse(residency)
+    (root / "secrets").mkdir(parents=True, exist_ok=True)
+    os.chmod(root / "secrets", 0o700)
+    signer = Ed25519Signer.generate(f"{origin_prefix}/vault")
+    write_private_key(root / "secrets" / "vault.key", signer)
+    vkey = str(signer.verifier_key())
+    atomic_write(root / "vault.vkey", (vkey + "\n").encode())
+    atomic_write(root / "residency.toml", residency.encode())
+    if not (root / "actors.toml").exists():
+        atomic_write(
+            root / "actors.toml", b"# Staff who may access customer data: [[actor]] tables\n"
+        )
+    for region in policy.regions:
+        init_log(root / "logs" / region, LogConfig(origin=f"{origin_prefix}/access/{region}"))
+    CustomerKeys(root / "secrets" / "customers.db").close()
+    atomic_write(
+        root / "secrets" / "ingest-token", (secrets.token_urlsafe(32) + "\n").encode(), 0o600
+    )
+    return vkey
+
+
+class CustomerKeys:
+    """Each customer's pseudonym key, made on first sight (give it to the customer)."""
+
+    def __init__(self, path: Path) -> None:
+        fresh = not path.exists()
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        if fresh:
+            os.chmod(path, 0o600)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS customers (id TEXT PRIMARY KEY, key BLOB)")
+
+    def key(self, customer: str) -> bytes:
+        row = self._db.execute("SELECT key FROM customers WHERE id = ?", (customer,)).fetchone()
+        if row is not None:
+            return bytes(row[0])
+        key = secrets.token_bytes(32)
+        self._db.execute("INSERT OR IGNORE INTO customers (id, key) VALUES (?, ?)", (customer, key))
+        return self.key(customer)
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _check_customer(customer: str) -> None:
+    if not customer or len(customer) > 200 or any(c < " " for c in customer):
+        raise MalformedError("customer id must be 1 to 200 printable characters")
+
+
+class Vault:
+    def __init__(self, root: Path) -> None:
+        if not (root / "residency.toml").exists():
+            raise OvertError(f"{root} is not a vault; run 'overt vault init'")
+        self.root = root
+        self.policy = ResidencyPolicy.load(root / "residency.toml")
+        self.actors: dict[str, ActorEntry] = load_actors(root / "actors.toml")
+        self._signer = read_private_key(root / "secrets" / "vault.key")
+        self.verifier = ed25519_verifier(self._signer.verifier_key())
+        self.customers = CustomerKeys(root / "secrets" / "customers.db")
+        self._stores: dict[str, RegionStore] = {}
+        self._logs: dict[str, Log] = {}
+
+    def close(self) -> None:
+        for log in self._logs.values():
+            # Events are durable once sequenced; if publishing fails now, the
+            # next open publishes them.
+            with contextlib.suppress(OvertError):
+                log.integrate()
+            log.close()
+        for store in self._stores.values():
+            store.close()
+        self.customers.close()
+
+    def __enter__(self) -> Vault:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def store(self, region: str) -> RegionStore:
+        if region not in self.policy.regions:
+            raise ResidencyError(f"unknown region {region!r}")
+        if region not in self._stores:
+            self._stores[region] = RegionStore(self.root, region)
+        return self._stores[region]
+
+    def log(self, region: str) -> Log:
+        if region not in self._logs:
+            self._logs[region] = Log(self.root / "logs" / region)
+        return self._logs[region]
+
+    # --- the gate --------------------------------------------------------
+
+    def _append(self, event: AccessEvent) -> int:
+        """Durably sequence an access event; refuse the access if the log cannot."""
+        try:
+            (index,) = self.log(event.region).sequence([event.sign(self._signer)])
+        except (OvertError, OSError) as exc:
+            raise AccessRefused(
+                f"the access log of region {event.region} is unavailable ({exc}); "
+                "refusing the access"
+            ) from exc
+        return index
+
+    def _refuse(self, event: AccessEvent, reason: str) -> AccessRefused:
+        """Log a refused access (if the log takes it) and return the error to raise."""
+        event.outcome, event.reason = "refused", reason
+        with contextlib.suppress(AccessRefused):
+            self._append(event)
+        return AccessRefused(reason)
+
+    def _authorise(
+        self,
+        region: str,
+        action: str,
+        actor_name: str,
+        justification: str,
+        ticket: str,
+        customer: str,
+        category: str,
+        objects: list[str],
+        requester_country: str = "",
+    ) -> tuple[int, Actor]:
+        entry = self.actors.get(actor_name)
+        actor = (
+            entry.actor if entry else Actor(actor_name or "(none)", "unknown", "unknown", "unknown")
+        )
+        event = AccessEvent(
+            region,
+            action,
+            actor,
+            justification,
+            ticket,
+            customer,
+            category,
+            list(objects),
+            requester_country=requester_country,
+        )
+        if entry is None:
+            raise self._refuse(event, f"unknown actor {actor_name!r}")
+        if not justification:
+            raise self._refuse(event, "a justification code is required")
+        if justification not in JUSTIFICATIONS:
+            raise self._refuse(event, f"unknown justification {justification!r}")
+        if justification not in entry.justifications:
+            raise self._refuse(event, f"{actor_name} may not access data for {justification}")
+        if not ticket:
+            raise self._refuse(event, "a ticket reference is required")
+        if justification == "LEGAL_REQUEST" and not requester_country:
+            raise self._refuse(event, "a legal request must name the requesting country")
+        return self._append(event), actor
+
+    # --- operations ------------------------------------------------------
+
+    def ingest(
+        self,
+        customer: str,
+        country: str,
+        category: str,
+        contents: Sequence[bytes],
+        region: str | None = None,
+    ) -> list[Stored]:
+        """Store data from a customer's products in its region; one event per batch."""
+        _check_customer(customer)
+        if not contents or len(contents) > MAX_BATCH:
+            raise MalformedError(f"a batch holds 1 to {MAX_BATCH} objects")
+        home = self.policy.region_for(country)
+        self.policy.category(category)
+        alias = pseudonym(self.customers.key(customer), customer)
+        ids = [secrets.token_hex(12) for _ in contents]
+        batch = {"count": len(ids), "root": batch_root(ids)}
+        if region is not None and region != home:
+            event = AccessEvent(
+                home, "write", SYSTEM, "SYSTEM_OPERATION", "ingest", alias, category, batch=batch
+            )
+            raise self._refuse(
+                event,
+                f"data of customers in {country.upper()} must stay in {home}; "
+                f"refusing to store it in {region}",
+            )
+        event = AccessEvent(
+            home, "write", SYSTEM, "SYSTEM_OPERATION", "ingest", alias, category, batch=batch
+        )
+        index = self._append(event)
+        self.store(home).put(
+            [
+                NewObject(i, customer, country.upper(), category, c)
+                for i, c in zip(ids, contents, strict=True)
+            ],
+            index,
+        )
+        return [Stored(i, home) for i in ids]
+
+    def locate(self, object_id: str) -> tuple[str, StoredObject]:
+        for region in self.policy.regions:
+            obj = self.store(region).object(object_id)
+            if obj is not None:
+                return region, obj
+        raise AccessRefused(f"no object {object_id!r} in this vault")
+
+    def read(
+        self,
+        object_id: str,
+        actor: str,
+        justification: str,
+        ticket: str,
+        requester_country: str = "",
+        region: str | None = None,
+    ) -> bytes:
+        """A staff or process read: logged individually before the data is decrypted."""
+        home, obj = self.locate(object_id)
+        alias = pseudonym(self.customers.key(obj.customer), obj.customer)
+        if region is not None and region != home:
+            event = AccessEvent(
+                home,
+                "process",
+                self.actors[actor].actor
+                if actor in self.actors
+                else Actor(actor, "unknown", "unknown", "unknown"),
+                justification,
+                ticket,
+                alias,
+                obj.category,
+                [object_id],
+            )
+            raise self._refuse(
+                event, f"object {object_id} must be processed in {home}, not in {region}"
+            )
+        if obj.erased:
+            event = AccessEvent(
+                home,
+                "read",
+                Actor(actor, "", "", ""),
+                justification,
+                ticket,
+                alias,
+                obj.category,
+                [object_id],
+            )
+            raise self._refuse(event, f"object {object_id} was erased")
+        index, _ = self._authorise(
+            home,
+            "read",
+            actor,
+            justification,
+            ticket,
+            alias,
+            obj.category,
+            [object_id],
+            requester_country,
+        )
+        return self.store(home).read(object_id, index)
+
+    def erase(self, object_id: str, actor: str, justification: str, ticket: str) -> None:
+        home, obj = self.locate(object_id)
+        if obj.erased:
+            return
+        alias = pseudonym(self.customers.key(obj.customer), obj.customer)
+        index, _ = self._authorise(
+            home, "erase", actor, justification, ticket, alias, obj.category, [object_id]
+        )
+        self.store(home).erase(object_id, index)
+
+    def erase_customer(self, customer: str, actor: str, justification: str, ticket: str) -> int:
+        count = 0
+        for region in self.policy.regions:
+            for obj in self.store(region).objects():
+                if obj.customer == customer and not obj.erased:
+                    self.erase(obj.id, actor, justification, ticket)
+                    count += 1
+        return count
+
+    def publish(self) -> None:
+        """Integrate the access logs, so their checkpoints cover every event so far."""
+        for log in self._logs.values():
+            log.integrate()

@@ -1,0 +1,126 @@
+"""HTTP API of the vault.
+
+    POST /ingest            product ingestion, with the bearer token in
+                            VAULT/secrets/ingest-token. JSON body
+                            ``{"customer", "country", "category", "records": ["<base64>"]}``.
+                            Answer ``{"region", "ids": [...]}``; one access event per batch.
+    GET  /objects/<id>      a staff read. ``Authorization: Bearer <actor token>`` and headers
+                            ``X-Overt-Justification``, ``X-Overt-Ticket`` (and
+                            ``X-Overt-Requester-Country`` for LEGAL_REQUEST). The event is durably
+                            logged before the data is decrypted; 403 with the reason when refused.
+    GET  /status            regions and access-log sizes.
+
+All operations go through one lock: the gate's check, the durable event and
+the store's action happen as one step per request.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import threading
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from overt import __version__
+from overt.errors import MalformedError
+from overt.vault.actors import actor_by_token
+from overt.vault.vault import AccessRefused, Vault
+from overt.web.errors import error, install_error_handlers
+
+MAX_INGEST_BODY = 64 * 1024 * 1024
+
+
+def create_vault_app(root: Path) -> FastAPI:
+    vault = Vault(root)
+    token_file = root / "secrets" / "ingest-token"
+    ingest_token = token_file.read_text().strip() if token_file.exists() else ""
+    lock = threading.Lock()
+    app = FastAPI(title="Overt vault", version=__version__)
+    install_error_handlers(app)
+
+    def bearer(request: Request) -> str:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        return token.strip() if scheme.lower() == "bearer" else ""
+
+    @app.on_event("shutdown")
+    def _close() -> None:
+        with lock:
+            vault.close()
+
+    @app.post("/ingest")
+    async def ingest(request: Request) -> Response:
+        token = bearer(request)
+        if not ingest_token or not hmac.compare_digest(token.encode(), ingest_token.encode()):
+            return error(401 if not token else 403, "ingestion needs the vault's ingest token")
+        body = await request.body()
+        if len(body) > MAX_INGEST_BODY:
+            return error(413, f"body exceeds {MAX_INGEST_BODY} bytes")
+        try:
+            doc = json.loads(body)
+        except (ValueError, RecursionError) as exc:
+            return error(400, f"body is not acceptable JSON: {str(exc)[:200]}")
+        if not isinstance(doc, dict):
+            return error(400, "body must be a JSON object")
+        fields = {}
+        for key in ("customer", "country", "category"):
+            if not isinstance(doc.get(key), str):
+                return error(400, f"{key} must be a string")
+            fields[key] = doc[key]
+        records = doc.get("records")
+        if not isinstance(records, list) or not all(isinstance(r, str) for r in records):
+            return error(400, "records must be a list of base64 strings")
+        try:
+            contents = [base64.b64decode(r, validate=True) for r in records]
+        except (binascii.Error, ValueError):
+            return error(400, "records must be valid base64")
+
+        def work() -> list[tuple[str, str]]:
+            with lock:
+                stored = vault.ingest(
+                    fields["customer"], fields["country"], fields["category"], contents
+                )
+            return [(s.id, s.region) for s in stored]
+
+        try:
+            stored = await run_in_threadpool(work)
+        except AccessRefused as exc:
+            return error(403, str(exc))
+        except MalformedError as exc:
+            return error(400, str(exc))
+        return JSONResponse({"region": stored[0][1], "ids": [i for i, _ in stored]})
+
+    @app.get("/objects/{object_id}")
+    async def read(object_id: str, request: Request) -> Response:
+        entry = actor_by_token(vault.actors, bearer(request))
+        if entry is None:
+            return error(401, "staff access needs 'Authorization: Bearer <actor token>'")
+        justification = request.headers.get("x-overt-justification", "")
+        ticket = request.headers.get("x-overt-ticket", "")
+        requester = request.headers.get("x-overt-requester-country", "")
+
+        def work() -> bytes:
+            with lock:
+                return vault.read(object_id, entry.actor.name, justification, ticket, requester)
+
+        try:
+            data = await run_in_threadpool(work)
+        except AccessRefused as exc:
+            return error(403, str(exc))
+        return Response(data, media_type="application/octet-stream")
+
+    @app.get("/status")
+    async def status() -> JSONResponse:
+        with lock:
+            regions = {
+                region: {"access_log_size": vault.log(region).sequenced_size()}
+                for region in vault.policy.regions
+            }
+        return JSONResponse({"regions": regions, "vkey": str(vault.verifier.vkey)})
+
+    return app
