@@ -32,6 +32,12 @@ from overt.tlog.client import LogClient
 from overt.tlog.hashing import leaf_hash
 from overt.tlog.policy import Policy
 from overt.tlog.proof import TlogProof, verify_proof
+from overt.vault.actors import ActorEntry
+from overt.vault.audit import audit
+from overt.vault.events import Actor
+from overt.vault.history import access_history
+from overt.vault.residency import ResidencyPolicy
+from overt.vault.vault import AccessRefused, Vault, init_vault
 from overt.web.app import create_app
 from overt.web.server import BackgroundServer
 from overt.witness.witness import Witness, init_witness
@@ -115,6 +121,22 @@ def _witness(root: Path, name: str, origin: str, log_vkey: str) -> str:
     return vkey
 
 
+def _use_witnesses(log_dir: Path, log_vkey: str, witness_keys: dict[str, str], base: str) -> str:
+    """Make a log publish only checkpoints all demo witnesses cosigned; return the policy."""
+    policy_text = (
+        f"# Published only when all {len(witness_keys)} witnesses cosign.\n"
+        f"log {log_vkey}\n"
+        + "".join(f"witness {n} {k} {base}/witnesses/{n}\n" for n, k in witness_keys.items())
+        + f"group demo-witnesses all {' '.join(witness_keys)}\n"
+        + "quorum demo-witnesses\n"
+    )
+    atomic_write(log_dir / "witnesses.tlog-policy", policy_text.encode())
+    config = load_config(log_dir / "log.toml")
+    config = dataclasses.replace(config, witness_policy="witnesses.tlog-policy")
+    atomic_write(log_dir / "log.toml", config.to_toml().encode())
+    return policy_text
+
+
 def _add_over_http(base: str, token: str, entries: list[bytes]) -> tuple[list[int], int]:
     indexes: list[int] = []
     size = 0
@@ -154,29 +176,23 @@ def build(root: Path, say: Say, host: str = "127.0.0.1", port: int = 0) -> DemoR
 
     # 2. Checkpoints are published only once both witnesses cosigned them. The
     # customer trusts the same log, witnesses and quorum.
-    policy_text = (
-        f"# The demo release log, published only when all {len(WITNESSES)} witnesses cosign.\n"
-        f"log {log_vkey}\n"
-        + "".join(f"witness {n} {k} {base}/witnesses/{n}\n" for n, k in witness_keys.items())
-        + f"group demo-witnesses all {' '.join(WITNESSES)}\n"
-        + "quorum demo-witnesses\n"
-    )
-    atomic_write(log_dir / "witnesses.tlog-policy", policy_text.encode())
-    config = load_config(log_dir / "log.toml")
-    config = dataclasses.replace(config, witness_policy="witnesses.tlog-policy")
-    atomic_write(log_dir / "log.toml", config.to_toml().encode())
+    policy_text = _use_witnesses(log_dir, log_vkey, witness_keys, base)
     customer = root / "customer"
     policy_file = customer / "releases.tlog-policy"
     atomic_write(policy_file, policy_text.encode())
     say("customer", f"trust policy written to {policy_file.relative_to(root)}")
 
-    # 3. A real server on localhost: the log and both witnesses.
+    # The data vault, whose per-region access logs the same witnesses watch.
+    _init_vault(root, say, witness_keys, base)
+
+    # 3. A real server on localhost: the log, both witnesses, the access logs' tiles.
     app = create_app(root, live_logs=(LOG_NAME,), witnesses=WITNESSES)
     server = BackgroundServer(app, host, port)
     server.start()
     log_url = f"{base}/logs/{LOG_NAME}"
     try:
         result = _populate(root, say, server, log_url, log_dir, log_vkey, policy_file)
+        _run_vault(root, say)
     except BaseException:
         server.stop()
         raise
@@ -271,3 +287,120 @@ def _populate(
     else:
         raise VerificationError("demo self-check failed: a tampered entry verified")
     return result
+
+
+RESIDENCY = """\
+# Customers in Europe, North America and Australia: data stays in Zurich.
+[regions.ch-zurich]
+description = "Zurich, Switzerland, under independent supervision"
+
+[regions.ru-moscow]
+description = "Moscow, Russia"
+
+[countries]
+EEA = "ch-zurich"
+CH = "ch-zurich"
+GB = "ch-zurich"
+US = "ch-zurich"
+CA = "ch-zurich"
+AU = "ch-zurich"
+RU = "ru-moscow"
+
+[categories.sample]
+description = "suspicious files sent for analysis"
+retention_days = 365
+
+[categories.telemetry]
+description = "threat statistics"
+retention_days = 90
+"""
+
+CUSTOMERS = (
+    ("berlin-hospital", "DE"),
+    ("ottawa-city", "CA"),
+    ("sydney-bank", "AU"),
+    ("boston-univ", "US"),
+    ("moscow-shop", "RU"),
+)
+
+
+def _init_vault(root: Path, say: Say, witness_keys: dict[str, str], base: str) -> None:
+    vault_dir = root / "vault"
+    init_vault(vault_dir, RESIDENCY, "demo.overt.example")
+    policy = ResidencyPolicy.parse(RESIDENCY)
+    for region in policy.regions:
+        log_dir = vault_dir / "logs" / region
+        vkey = (log_dir / "log.vkey").read_text().strip()
+        origin = vkey.split("+")[0]
+        for name in witness_keys:
+            witness = Witness(root / "witnesses" / name)
+            try:
+                witness.add_log(origin, [vkey])
+            finally:
+                witness.close()
+        _use_witnesses(log_dir, vkey, witness_keys, base)
+    say("vault", f"data vault in {vault_dir.relative_to(root)}: " + " ".join(policy.explain()[:2]))
+
+
+def _run_vault(root: Path, say: Say) -> None:
+    vault_dir = root / "vault"
+    actors = vault_dir / "actors.toml"
+    analyst = ActorEntry(
+        Actor("dana", "threat analyst", "Acme Security AG", "CH"), ("THREAT_ANALYSIS",), ""
+    )
+    atomic_write(actors, (actors.read_text() + "\n" + analyst.to_toml()).encode())
+    with Vault(vault_dir) as vault:
+        placed: dict[str, int] = {}
+        sample_id = ""
+        for n, (customer, country) in enumerate(CUSTOMERS):
+            records = [
+                json.dumps({"customer": customer, "detections": n * 7 + i, "day": i}).encode()
+                for i in range(20)
+            ]
+            stored = vault.ingest(customer, country, "telemetry", records)
+            placed[stored[0].region] = placed.get(stored[0].region, 0) + len(stored)
+            if customer == "berlin-hospital":
+                (sample,) = vault.ingest(customer, country, "sample", [b"MZ suspicious.exe bytes"])
+                sample_id = sample.id
+        say(
+            "vault",
+            "telemetry ingested: " + ", ".join(f"{n} records in {r}" for r, n in placed.items()),
+        )
+        try:
+            vault.ingest("berlin-hospital", "DE", "telemetry", [b"{}"], region="ru-moscow")
+        except AccessRefused as exc:
+            say("vault", f"storing a German customer's data in Moscow is refused and logged: {exc}")
+        data = vault.read(sample_id, "dana", "THREAT_ANALYSIS", "INC-2041")
+        say(
+            "vault",
+            f"dana read sample {sample_id} ({len(data)} bytes) for THREAT_ANALYSIS, "
+            "ticket INC-2041, once the access event was logged",
+        )
+        try:
+            vault.read(sample_id, "dana", "", "")
+        except AccessRefused as exc:
+            say("vault", f"a read without justification is refused and logged: {exc}")
+        vault.publish()
+        report = audit(vault)
+        if not report.ok:
+            raise VerificationError(f"demo self-check failed: vault audit: {report.discrepancies}")
+        say(
+            "vault",
+            f"audit: {report.checked_objects} objects reconcile with "
+            f"{report.checked_events} access events",
+        )
+        events = access_history(
+            vault_dir,
+            list(vault.policy.regions),
+            "berlin-hospital",
+            vault.customers.key("berlin-hospital"),
+            vault.verifier,
+        )
+    if not events or not all(e["verified"] and e["witnessed"] for e in events):
+        raise VerificationError("demo self-check failed: the customer's history does not verify")
+    say(
+        "customer",
+        f"berlin-hospital's access history: {len(events)} events "
+        f"({', '.join(sorted({e['action'] + '/' + e['outcome'] for e in events}))}), "
+        "each proven in the witnessed access log",
+    )

@@ -55,7 +55,8 @@ def create_app(
     Logs named in `live_logs` are opened for writing (adds and JSON APIs);
     the others are served read-only from their tiles directory. Witnesses named
     in `witnesses` (``deployment/witnesses/<name>/``) are served at
-    ``/witnesses/<name>/``.
+    ``/witnesses/<name>/``, and a vault's access logs
+    (``deployment/vault/logs/<region>/``) read-only at ``/access-logs/<region>/``.
     """
     logs_dir = deployment / "logs"
     names = (
@@ -73,6 +74,16 @@ def create_app(
         else:
             app.include_router(tiles_router(logs_dir / name / "tiles"), prefix=f"/logs/{name}")
 
+    access_logs = deployment / "vault" / "logs"
+    regions = (
+        sorted(p.name for p in access_logs.iterdir() if (p / "tiles").is_dir())
+        if (access_logs.is_dir())
+        else []
+    )
+    for region in regions:
+        app.include_router(
+            tiles_router(access_logs / region / "tiles"), prefix=f"/access-logs/{region}"
+        )
     for name in witnesses:
         app.mount(f"/witnesses/{name}", create_witness_app(deployment / "witnesses" / name))
 
