@@ -105,7 +105,7 @@ def _audit_region(vault: Vault, region: str, report: AuditReport) -> None:
                 report.discrepancies.append(
                     f"{region}: erased object {obj.id} still has its data key"
                 )
-            if obj.id in files:
+            if store.file_of(obj.id) in files:
                 report.discrepancies.append(
                     f"{region}: erased object {obj.id} still has its ciphertext"
                 )
@@ -133,9 +133,11 @@ def _audit_region(vault: Vault, region: str, report: AuditReport) -> None:
                 f"{region}: journal #{seq}: {op} of {object_id} has no matching allowed access "
                 f"event (event {journalled}): it bypassed the gate"
             )
-    for name in sorted(files):
-        if name not in known:
-            report.discrepancies.append(f"{region}: ciphertext {name} has no object record")
+    expected = {store.file_of(i) for i in known}
+    for name in sorted(files - expected):
+        report.discrepancies.append(
+            f"{region}: file objects/{name} is not the ciphertext of any recorded object"
+        )
 
 
 def _allowed(event: dict[str, Any] | None, region: str, action: str) -> bool:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -88,10 +89,14 @@ class AccessEvent:
     reason: str = ""
     requester_country: str = ""
     time: int = field(default_factory=lambda: int(time.time()))
+    # Two identical accesses in the same second are two events: the log
+    # deduplicates identical entries, so each event carries its own id.
+    id: str = field(default_factory=lambda: secrets.token_hex(8))
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
             "type": EVENT_TYPE,
+            "id": self.id,
             "region": self.region,
             "action": self.action,
             "outcome": self.outcome,

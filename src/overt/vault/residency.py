@@ -113,8 +113,9 @@ class ResidencyPolicy:
         countries: dict[str, str] = {}
         source: dict[str, str] = {}
         entries = _table(raw, "countries", where)
-        # Groups first, so that a country listed by itself overrides its group.
-        for key in sorted(entries, key=lambda k: k not in GROUPS):
+        # Larger groups first, then smaller ones, then single countries: the
+        # most specific entry wins, whatever the order of the file.
+        for key in sorted(entries, key=lambda k: -len(GROUPS[k]) if k in GROUPS else 0):
             region = entries[key]
             if not isinstance(region, str) or region not in regions:
                 raise MalformedError(f"{where}: countries.{key} names unknown region {region!r}")
@@ -173,7 +174,11 @@ class ResidencyPolicy:
         lines = []
         for region in self.regions.values():
             listed = sorted(c for c, r in self.countries.items() if r == region.name)
-            via = sorted({self.source[c] for c in listed if self.source[c] in GROUPS})
+            via = sorted(
+                g
+                for g, members in GROUPS.items()
+                if all(self.countries.get(c) == region.name for c in members)
+            )
             groups = f" (including all of {', '.join(via)})" if via else ""
             desc = f" - {region.description}" if region.description else ""
             lines.append(

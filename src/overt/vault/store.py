@@ -103,8 +103,10 @@ class RegionStore:
         if len(self._kek) != 32:
             raise StoreError(f"{kek_file}: not a 256-bit key")
         self._meta = _connect(self.dir / "meta.db", META_SCHEMA)
-        self._keys = _connect(keyring / "keys.db", KEYS_SCHEMA)
-        # Erased keys must not survive in free pages of the keyring file.
+        # The keyring is not in WAL mode: a WAL keeps old pages (with erased
+        # keys) until it is overwritten. A rollback journal is deleted at each
+        # commit, and secure_delete zeroes the freed space in the file itself.
+        self._keys = _connect(keyring / "keys.db", KEYS_SCHEMA, journal="DELETE")
         self._keys.execute("PRAGMA secure_delete=ON")
         self._marker = self.dir / "put-in-progress"
         if self._marker.exists():
@@ -113,9 +115,9 @@ class RegionStore:
     def _sweep(self) -> None:
         """Remove what an interrupted `put` left: files and keys without an object record."""
         known = {r[0] for r in self._meta.execute("SELECT id FROM objects")}
-        for name in self.files():
-            if name not in known:
-                self._path(name).unlink(missing_ok=True)
+        for rel in self.files():
+            if rel not in {f"{i[:2]}/{i}" for i in known}:
+                (self.objects_dir / rel).unlink(missing_ok=True)
         stale = [r[0] for r in self._keys.execute("SELECT id FROM keys") if r[0] not in known]
         self._keys.executemany("DELETE FROM keys WHERE id = ?", [(i,) for i in stale])
         self._marker.unlink(missing_ok=True)
@@ -253,13 +255,21 @@ class RegionStore:
         self._path(object_id).unlink(missing_ok=True)
 
     def files(self) -> list[str]:
-        """Object ids that have a ciphertext file on disk."""
-        return sorted(p.name for p in self.objects_dir.glob("*/*") if not p.name.startswith("."))
+        """Every file under the objects directory, as a path relative to it.
+
+        An object's ciphertext is ``<id[:2]>/<id>``; anything else is a stray.
+        """
+        return sorted(
+            str(p.relative_to(self.objects_dir)) for p in self.objects_dir.rglob("*") if p.is_file()
+        )
+
+    def file_of(self, object_id: str) -> str:
+        return f"{object_id[:2]}/{object_id}"
 
 
-def _connect(path: Path, schema: str) -> sqlite3.Connection:
+def _connect(path: Path, schema: str, journal: str = "WAL") -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA journal_mode=WAL")
+    db.execute(f"PRAGMA journal_mode={journal}")
     db.execute("PRAGMA synchronous=FULL")
     db.executescript(schema)
     return db

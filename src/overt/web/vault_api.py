@@ -20,6 +20,7 @@ import base64
 import binascii
 import hmac
 import json
+import logging
 import threading
 from pathlib import Path
 
@@ -28,12 +29,13 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from overt import __version__
-from overt.errors import MalformedError
+from overt.errors import MalformedError, OvertError
 from overt.vault.actors import actor_by_token
 from overt.vault.vault import AccessRefused, Vault
 from overt.web.errors import error, install_error_handlers
 
 MAX_INGEST_BODY = 64 * 1024 * 1024
+PUBLISH_PERIOD_S = 0.5
 
 
 def create_vault_app(root: Path) -> FastAPI:
@@ -48,8 +50,25 @@ def create_vault_app(root: Path) -> FastAPI:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         return token.strip() if scheme.lower() == "bearer" else ""
 
+    # Publish the access logs regularly, so customers and supervisors see
+    # events while the server runs (they are durable as soon as sequenced).
+    stop = threading.Event()
+
+    def publisher() -> None:
+        while not stop.wait(PUBLISH_PERIOD_S):
+            with lock:
+                try:
+                    vault.publish()
+                except OvertError as exc:
+                    logging.getLogger("overt.vault").warning("publishing access logs: %s", exc)
+
+    @app.on_event("startup")
+    def _start() -> None:
+        threading.Thread(target=publisher, name="overt-vault-publish", daemon=True).start()
+
     @app.on_event("shutdown")
     def _close() -> None:
+        stop.set()
         with lock:
             vault.close()
 
@@ -112,15 +131,19 @@ def create_vault_app(root: Path) -> FastAPI:
             data = await run_in_threadpool(work)
         except AccessRefused as exc:
             return error(403, str(exc))
+        except OvertError as exc:  # the access was logged, but the data is damaged or gone
+            return error(422, f"the object cannot be returned: {exc}")
         return Response(data, media_type="application/octet-stream")
 
     @app.get("/status")
     async def status() -> JSONResponse:
+        regions: dict[str, dict[str, object]] = {}
         with lock:
-            regions = {
-                region: {"access_log_size": vault.log(region).sequenced_size()}
-                for region in vault.policy.regions
-            }
+            for region in vault.policy.regions:
+                try:
+                    regions[region] = {"access_log_size": vault.log(region).sequenced_size()}
+                except OvertError as exc:
+                    regions[region] = {"access_log": f"unavailable: {exc}"}
         return JSONResponse({"regions": regions, "vkey": str(vault.verifier.vkey)})
 
     return app
