@@ -100,6 +100,10 @@ def _audit_region(vault: Vault, region: str, report: AuditReport) -> None:
             report.discrepancies.append(
                 f"{region}: object {obj.id} of a customer in {obj.country} belongs in {home}"
             )
+        if not obj.erased and store.data_key(obj.id) is None:
+            report.discrepancies.append(
+                f"{region}: object {obj.id} has lost its data key without a logged erasure"
+            )
         if obj.erased:
             if store.data_key(obj.id) is not None:
                 report.discrepancies.append(

@@ -109,8 +109,19 @@ class RegionStore:
         self._keys = _connect(keyring / "keys.db", KEYS_SCHEMA, journal="DELETE")
         self._keys.execute("PRAGMA secure_delete=ON")
         self._marker = self.dir / "put-in-progress"
+        self._erase_marker = self.dir / "erase-in-progress"
         if self._marker.exists():
             self._sweep()
+        if self._erase_marker.exists():
+            self._finish_erasures()
+
+    def _finish_erasures(self) -> None:
+        """Complete erasures a crash interrupted: no key, no ciphertext for erased objects."""
+        erased = [r[0] for r in self._meta.execute("SELECT id FROM objects WHERE erased")]
+        self._keys.executemany("DELETE FROM keys WHERE id = ?", [(i,) for i in erased])
+        for object_id in erased:
+            self._path(object_id).unlink(missing_ok=True)
+        self._erase_marker.unlink(missing_ok=True)
 
     def _sweep(self) -> None:
         """Remove what an interrupted `put` left: files and keys without an object record."""
@@ -239,6 +250,7 @@ class RegionStore:
 
     def erase(self, object_id: str, event: int) -> None:
         """Crypto-shred: destroy the data key, then the ciphertext."""
+        atomic_write(self._erase_marker, object_id.encode())
         with self._lock:
             self._keys.execute("BEGIN IMMEDIATE")
             self._keys.execute("DELETE FROM keys WHERE id = ?", (object_id,))
@@ -253,6 +265,7 @@ class RegionStore:
             )
             self._meta.execute("COMMIT")
         self._path(object_id).unlink(missing_ok=True)
+        self._erase_marker.unlink(missing_ok=True)
 
     def files(self) -> list[str]:
         """Every file under the objects directory, as a path relative to it.

@@ -330,6 +330,7 @@ class Vault:
         return count
 
     def publish(self) -> None:
-        """Integrate the access logs, so their checkpoints cover every event so far."""
-        for log in self._logs.values():
-            log.integrate()
+        """Integrate every region's access log, so checkpoints cover every event so far
+        (including events a crashed process sequenced but did not publish)."""
+        for region in self.policy.regions:
+            self.log(region).integrate()

@@ -22,6 +22,8 @@ import hmac
 import json
 import logging
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -43,8 +45,6 @@ def create_vault_app(root: Path) -> FastAPI:
     token_file = root / "secrets" / "ingest-token"
     ingest_token = token_file.read_text().strip() if token_file.exists() else ""
     lock = threading.Lock()
-    app = FastAPI(title="Overt vault", version=__version__)
-    install_error_handlers(app)
 
     def bearer(request: Request) -> str:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -62,15 +62,20 @@ def create_vault_app(root: Path) -> FastAPI:
                 except OvertError as exc:
                     logging.getLogger("overt.vault").warning("publishing access logs: %s", exc)
 
-    @app.on_event("startup")
-    def _start() -> None:
-        threading.Thread(target=publisher, name="overt-vault-publish", daemon=True).start()
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        thread = threading.Thread(target=publisher, name="overt-vault-publish", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+            with lock:
+                vault.close()
 
-    @app.on_event("shutdown")
-    def _close() -> None:
-        stop.set()
-        with lock:
-            vault.close()
+    app = FastAPI(title="Overt vault", version=__version__, lifespan=lifespan)
+    install_error_handlers(app)
 
     @app.post("/ingest")
     async def ingest(request: Request) -> Response:
