@@ -51,6 +51,7 @@ from overt.vault.events import Actor, open_event, pseudonym
 from overt.vault.residency import ResidencyError
 from overt.vault.store import NewObject, RegionStore
 from overt.vault.vault import AccessRefused, Vault, init_vault
+from sealed_rows import SealedRef, stored_ids
 
 OVERT = [sys.executable, "-m", "overt.cli"]
 ORIGIN = "test.example/acme"
@@ -165,13 +166,12 @@ def history(root: Path, customer: str, *extra: str) -> list[dict[str, Any]]:
 
 
 def stored_files(root: Path, region: str) -> list[str]:
-    """Names of every file under a region's objects directory (ciphertexts, strays, temp files)."""
-    objects = root / "regions" / region / "objects"
-    return sorted(p.name for p in objects.rglob("*") if p.is_file())
+    """Objects whose ciphertext the region stores, and any stray file."""
+    return stored_ids(root, region)
 
 
-def object_file(root: Path, region: str, object_id: str) -> Path:
-    return root / "regions" / region / "objects" / object_id[:2] / object_id
+def object_file(root: Path, region: str, object_id: str) -> SealedRef:
+    return SealedRef(root, region, object_id)
 
 
 def all_files(root: Path) -> Iterator[Path]:
@@ -557,7 +557,7 @@ def test_ciphertext_moved_between_objects_does_not_decrypt(tmp_path: Path) -> No
     root = make_vault(tmp_path)
     a = put_ok(root, tmp_path, b"content of A", "cust", "DE")
     b = put_ok(root, tmp_path, b"content of B", "cust", "DE")
-    shutil.copyfile(object_file(root, ZRH, a), object_file(root, ZRH, b))
+    object_file(root, ZRH, b).write_bytes(object_file(root, ZRH, a).read_bytes())
     result = get(root, b, "--actor", "dana", "--justification", "THREAT_ANALYSIS", "--ticket", "T")
     assert result.exit_code != 0
     assert "does not decrypt" in flat(result.stderr)
@@ -572,7 +572,7 @@ def test_ciphertext_moved_between_regions_does_not_decrypt(tmp_path: Path) -> No
     root = make_vault(tmp_path)
     de = put_ok(root, tmp_path, b"german", "berlin", "DE")
     ru = put_ok(root, tmp_path, b"russian", "moscow", "RU")
-    shutil.copyfile(object_file(root, ZRH, de), object_file(root, MOW, ru))
+    object_file(root, MOW, ru).write_bytes(object_file(root, ZRH, de).read_bytes())
     with Vault(root) as vault:
         with pytest.raises(DecryptionError):
             vault.read(ru, "dana", "THREAT_ANALYSIS", "T-ru")
@@ -593,7 +593,7 @@ def test_wrapped_data_key_moved_between_objects_does_not_unwrap(tmp_path: Path) 
     db.commit()
     db.close()
     # Even with A's key and A's ciphertext, B does not open: both are bound to their id.
-    shutil.copyfile(object_file(root, ZRH, a), object_file(root, ZRH, b))
+    object_file(root, ZRH, b).write_bytes(object_file(root, ZRH, a).read_bytes())
     with Vault(root) as vault, pytest.raises(DecryptionError, match=f"key of {b}"):
         vault.read(b, "dana", "THREAT_ANALYSIS", "T")
 
@@ -700,7 +700,7 @@ def test_erasure_makes_a_backup_of_the_store_undecryptable(tmp_path: Path) -> No
         erased = vault.ingest("globex", "DE", "sample", [b"erase me 1", b"erase me 2"])
         kept = vault.ingest("initech", "DE", "sample", [b"keep me"])
         ru = vault.ingest("rosneft", "RU", "sample", [b"erase me too"])
-    backup = tmp_path / "backup-regions"
+    backup = tmp_path / "backup" / "regions"
     shutil.copytree(root / "regions", backup)
     with Vault(root) as vault:
         for s in [*erased, *ru]:
@@ -719,7 +719,7 @@ def test_erasure_makes_a_backup_of_the_store_undecryptable(tmp_path: Path) -> No
                 with pytest.raises(DecryptionError):
                     store.decrypt(obj)
                 with pytest.raises(DecryptionError):
-                    store.decrypt(obj, (backup / region / "objects" / s.id[:2] / s.id).read_bytes())
+                    store.decrypt(obj, SealedRef(tmp_path / "backup", region, s.id).read_bytes())
             if region == ZRH:
                 (k,) = kept
                 obj = store.object(k.id)
@@ -1096,9 +1096,9 @@ def test_audit_catches_an_erased_objects_ciphertext_restored(tmp_path: Path) -> 
 def test_audit_catches_a_stray_ciphertext_file(tmp_path: Path) -> None:
     root, ids = populated(tmp_path)
     stray = "ab" + secrets.token_hex(11)
-    path = object_file(root, MOW, stray)
+    path = root / "regions" / MOW / "objects" / stray[:2] / stray
     path.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(object_file(root, MOW, ids["ru1"]), path)
+    path.write_bytes(object_file(root, MOW, ids["ru1"]).read_bytes())
     code, _, err = audit_cli(root)
     assert code == 1
     assert "ru-moscow" in err and stray in err
@@ -1126,7 +1126,7 @@ def test_audit_catches_stray_ciphertext_anywhere_in_the_store(tmp_path: Path) ->
     missed = []
     for path in placements:
         path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, path)
+        path.write_bytes(source.read_bytes())
         code, _, _ = audit_cli(root)
         if code != 1:
             missed.append(str(path.relative_to(root)))

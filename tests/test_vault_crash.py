@@ -37,6 +37,7 @@ from overt.vault.actors import ActorEntry
 from overt.vault.audit import audit
 from overt.vault.events import Actor, open_event
 from overt.vault.vault import Vault, init_vault
+from sealed_rows import stored_ids
 
 ROUNDS = 12
 MAX_BATCH = 25  # the child's largest batch
@@ -94,7 +95,6 @@ while True:
 KILL_AT = r"""
 import os, pathlib, signal, sys
 from pathlib import Path
-import overt.vault.store as store_module
 from overt.vault.store import RegionStore
 from overt.vault.vault import Vault
 
@@ -108,12 +108,12 @@ def die(*args, **kwargs):
 
 if point == "before-put":
     RegionStore.put = die
-elif point == "files-written":
-    store_module.sync_filesystem = die
+elif point == "keys-written":
+    RegionStore._commit_objects = die
 elif point == "erase-before-unlink":
     unlink = pathlib.Path.unlink
     def unlink_or_die(self, missing_ok=False):
-        if self.name == first.id:
+        if self.name == "erase-in-progress":
             die()
         return unlink(self, missing_ok=missing_ok)
     pathlib.Path.unlink = unlink_or_die
@@ -134,9 +134,8 @@ def make_vault(root: Path) -> None:
 
 
 def stored_files(root: Path, region: str) -> list[str]:
-    """Names of every file under a region's objects directory (ciphertexts, strays, temp files)."""
-    objects = root / "regions" / region / "objects"
-    return sorted(p.name for p in objects.rglob("*") if p.is_file())
+    """Objects whose ciphertext the region stores, and any stray file."""
+    return stored_ids(root, region)
 
 
 def run_child(root: Path, known: list[str], seed: int, tag: str, kill_after: float) -> list[Any]:
@@ -321,14 +320,15 @@ def test_kill_after_the_write_event_before_the_store_acts(tmp_path: Path) -> Non
         assert vault.read(first, "dana", "THREAT_ANALYSIS", "INC-1") == b"before the crash"
 
 
-def test_kill_after_the_ciphertexts_are_written_sweeps_them_at_restart(tmp_path: Path) -> None:
+def test_kill_after_the_data_keys_are_written_sweeps_them_at_restart(tmp_path: Path) -> None:
     root = tmp_path / "vault"
     make_vault(root)
-    first = kill_at(root, "files-written")
+    first = kill_at(root, "keys-written")
     store_dir = root / "regions" / ZRH
     assert (store_dir / "put-in-progress").exists()
-    on_disk = [p.name for p in (store_dir / "objects").glob("*/*")]
-    assert len(on_disk) == 6  # the acknowledged object and the five of the killed batch
+    db = sqlite3.connect(root / "keyring" / ZRH / "keys.db")
+    assert len(db.execute("SELECT id FROM keys").fetchall()) == 6  # 1 acknowledged + 5 killed
+    db.close()
     with Vault(root) as vault:
         store = vault.store(ZRH)
         assert stored_files(root, ZRH) == [first]
@@ -343,8 +343,8 @@ def test_kill_after_the_ciphertexts_are_written_sweeps_them_at_restart(tmp_path:
 
 
 def test_kill_during_erasure_leaves_a_vault_that_reconciles(tmp_path: Path) -> None:
-    """BUG: a kill -9 during `erase`, after the erasure is committed and before the ciphertext
-    file is unlinked, leaves a vault whose audit fails forever.
+    """Regression: a kill -9 during `erase`, after the erasure is committed and before it
+    is finished, once left a vault whose audit failed forever.
 
     store.py RegionStore.erase() deletes the data key, commits `erased` and the journal
     entry, and only then unlinks regions/<r>/objects/<id[:2]>/<id>. Killed between the two

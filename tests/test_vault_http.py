@@ -33,6 +33,7 @@ from overt.vault.events import Actor, open_event
 from overt.vault.history import access_history
 from overt.vault.vault import Vault, init_vault
 from overt.web.vault_api import create_vault_app
+from sealed_rows import SealedRef, stored_ids
 
 ORIGIN = "test.example/acme-http"
 ZRH, MOW = "ch-zurich", "ru-moscow"
@@ -97,9 +98,8 @@ def make_vault(tmp_path: Path) -> Setup:
 
 
 def stored_files(root: Path, region: str) -> list[str]:
-    """Names of every file under a region's objects directory (ciphertexts, strays, temp files)."""
-    objects = root / "regions" / region / "objects"
-    return sorted(p.name for p in objects.rglob("*") if p.is_file())
+    """Objects whose ciphertext the region stores, and any stray file."""
+    return stored_ids(root, region)
 
 
 def _no_500(response: httpx.Response) -> None:
@@ -490,14 +490,14 @@ def test_tampered_or_missing_ciphertext_is_not_a_500(tmp_path: Path) -> None:
     codes = []
     with serve(setup.root, guard=False) as client:
         a, b = ingest(client, setup, "c", "DE", [b"original", b"other"]).json()["ids"]
-        path = setup.root / "regions" / ZRH / "objects" / a[:2] / a
+        path = SealedRef(setup.root, ZRH, a)
         sealed = bytearray(path.read_bytes())
         sealed[len(sealed) // 2] ^= 1
         path.write_bytes(bytes(sealed))
         resp = client.get(f"/objects/{a}", headers=setup.staff("dana", "THREAT_ANALYSIS", "T-1"))
         assert b"original" not in resp.content
         codes.append(resp.status_code)
-        (setup.root / "regions" / ZRH / "objects" / b[:2] / b).unlink()
+        SealedRef(setup.root, ZRH, b).unlink()
         resp = client.get(f"/objects/{b}", headers=setup.staff("dana", "THREAT_ANALYSIS", "T-2"))
         codes.append(resp.status_code)
     assert all(400 <= c < 500 for c in codes), codes

@@ -1,11 +1,13 @@
 """One region's store: ciphertexts, their metadata and journal, and the keyring.
 
-    VAULT/regions/<region>/objects/<id[:2]>/<id>   sealed contents (nonce || AES-GCM)
-    VAULT/regions/<region>/meta.db                 objects and the operation journal
+    VAULT/regions/<region>/meta.db                 objects (with their sealed contents,
+                                                   nonce || AES-GCM) and the operation journal
     VAULT/keyring/<region>/kek                     the region's key-encryption key (0600)
     VAULT/keyring/<region>/keys.db                 wrapped data keys, one per object
 
-Nothing is written in plaintext. Every operation on an object is journalled
+Sealed contents live in the object rows, so a batch of objects lands in one
+transaction with its metadata (one file per object cost more than everything
+else together). Nothing is written in plaintext. Every operation on an object is journalled
 with the index of the access event that authorised it, so the supervisor's
 audit can reconcile the journal with the access log: an operation without an
 event is an access that bypassed the gate.
@@ -21,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from overt.durable import atomic_write, sync_filesystem, write_file
+from overt.durable import atomic_write
 from overt.errors import OvertError
 from overt.vault.envelope import (
     DecryptionError,
@@ -42,7 +44,8 @@ CREATE TABLE IF NOT EXISTS objects (
     created INTEGER NOT NULL,
     sealed_sha256 TEXT NOT NULL,
     write_event INTEGER NOT NULL,
-    erased INTEGER
+    erased INTEGER,
+    sealed BLOB
 );
 CREATE INDEX IF NOT EXISTS objects_by_customer ON objects (customer);
 CREATE INDEX IF NOT EXISTS objects_by_event ON objects (write_event);
@@ -119,16 +122,12 @@ class RegionStore:
         """Complete erasures a crash interrupted: no key, no ciphertext for erased objects."""
         erased = [r[0] for r in self._meta.execute("SELECT id FROM objects WHERE erased")]
         self._keys.executemany("DELETE FROM keys WHERE id = ?", [(i,) for i in erased])
-        for object_id in erased:
-            self._path(object_id).unlink(missing_ok=True)
+        self._meta.execute("UPDATE objects SET sealed = NULL WHERE erased")
         self._erase_marker.unlink(missing_ok=True)
 
     def _sweep(self) -> None:
-        """Remove what an interrupted `put` left: files and keys without an object record."""
+        """Remove what an interrupted `put` left: data keys without an object record."""
         known = {r[0] for r in self._meta.execute("SELECT id FROM objects")}
-        for rel in self.files():
-            if rel not in {f"{i[:2]}/{i}" for i in known}:
-                (self.objects_dir / rel).unlink(missing_ok=True)
         stale = [r[0] for r in self._keys.execute("SELECT id FROM keys") if r[0] not in known]
         self._keys.executemany("DELETE FROM keys WHERE id = ?", [(i,) for i in stale])
         self._marker.unlink(missing_ok=True)
@@ -138,22 +137,18 @@ class RegionStore:
             self._meta.close()
             self._keys.close()
 
-    def _path(self, object_id: str) -> Path:
-        return self.objects_dir / object_id[:2] / object_id
-
     def put(self, objects: list[NewObject], event: int) -> None:
         """Seal and store objects authorised by access event `event` (already durable)."""
-        rows = []
+        rows: list[tuple[str, str, str, str, int, int, str, int, bytes]] = []
         key_rows = []
         now = int(time.time())
-        # A crash before the object records commit leaves files and keys that
-        # no record names; the marker makes the next open sweep them.
+        # A crash before the object records commit leaves keys that no record
+        # names; the marker makes the next open sweep them.
         atomic_write(self._marker, str(event).encode())
         for obj in objects:
             data_key = new_key()
             aad = object_aad(obj.id, self.region, obj.customer, obj.category)
             sealed = seal(data_key, obj.content, aad)
-            write_file(self._path(obj.id), sealed)
             key_rows.append((obj.id, seal(self._kek, data_key, key_aad(obj.id, self.region))))
             rows.append(
                 (
@@ -165,25 +160,31 @@ class RegionStore:
                     now,
                     hashlib.sha256(sealed).hexdigest(),
                     event,
+                    sealed,
                 )
             )
-        sync_filesystem(self.objects_dir)
         with self._lock:
             self._keys.execute("BEGIN IMMEDIATE")
             self._keys.executemany("INSERT INTO keys (id, wrapped) VALUES (?, ?)", key_rows)
             self._keys.execute("COMMIT")
-            self._meta.execute("BEGIN IMMEDIATE")
-            self._meta.executemany(
-                "INSERT INTO objects (id, customer, country, category, size, created, "
-                "sealed_sha256, write_event) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-            self._meta.executemany(
-                "INSERT INTO journal (time, op, object, event) VALUES (?, 'write', ?, ?)",
-                [(now, r[0], event) for r in rows],
-            )
-            self._meta.execute("COMMIT")
+            self._commit_objects(rows, now, event)
         self._marker.unlink(missing_ok=True)
+
+    def _commit_objects(
+        self, rows: list[tuple[str, str, str, str, int, int, str, int, bytes]], now: int, event: int
+    ) -> None:
+        """The acknowledgement point of a write: records, ciphertexts and journal at once."""
+        self._meta.execute("BEGIN IMMEDIATE")
+        self._meta.executemany(
+            "INSERT INTO objects (id, customer, country, category, size, created, "
+            "sealed_sha256, write_event, sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        self._meta.executemany(
+            "INSERT INTO journal (time, op, object, event) VALUES (?, 'write', ?, ?)",
+            [(now, r[0], event) for r in rows],
+        )
+        self._meta.execute("COMMIT")
 
     def object(self, object_id: str) -> StoredObject | None:
         with self._lock:
@@ -233,10 +234,9 @@ class RegionStore:
         if data_key is None:
             raise DecryptionError(f"object {obj.id}: its data key is gone (erased)")
         if sealed is None:
-            try:
-                sealed = self._path(obj.id).read_bytes()
-            except FileNotFoundError as exc:
-                raise StoreError(f"object {obj.id}: its ciphertext is missing") from exc
+            sealed = self.sealed(obj.id)
+            if sealed is None:
+                raise StoreError(f"object {obj.id}: its ciphertext is missing")
         aad = object_aad(obj.id, self.region, obj.customer, obj.category)
         return open_sealed(data_key, sealed, aad, f"object {obj.id}")
 
@@ -257,27 +257,35 @@ class RegionStore:
             self._keys.execute("COMMIT")
             self._meta.execute("BEGIN IMMEDIATE")
             self._meta.execute(
-                "UPDATE objects SET erased = ? WHERE id = ?", (int(time.time()), object_id)
+                "UPDATE objects SET erased = ?, sealed = NULL WHERE id = ?",
+                (int(time.time()), object_id),
             )
             self._meta.execute(
                 "INSERT INTO journal (time, op, object, event) VALUES (?, 'erase', ?, ?)",
                 (int(time.time()), object_id, event),
             )
             self._meta.execute("COMMIT")
-        self._path(object_id).unlink(missing_ok=True)
         self._erase_marker.unlink(missing_ok=True)
 
-    def files(self) -> list[str]:
-        """Every file under the objects directory, as a path relative to it.
+    def sealed(self, object_id: str) -> bytes | None:
+        """The sealed contents of an object as stored (None once erased)."""
+        with self._lock:
+            row = self._meta.execute(
+                "SELECT sealed FROM objects WHERE id = ?", (object_id,)
+            ).fetchone()
+        return None if row is None or row[0] is None else bytes(row[0])
 
-        An object's ciphertext is ``<id[:2]>/<id>``; anything else is a stray.
-        """
+    def replace_sealed(self, object_id: str, sealed: bytes) -> None:
+        """Overwrite an object's stored ciphertext (for restoring from a backup)."""
+        with self._lock:
+            self._meta.execute("UPDATE objects SET sealed = ? WHERE id = ?", (sealed, object_id))
+
+    def files(self) -> list[str]:
+        """Files under the region's objects directory: ciphertexts live in the
+        object rows, so any file there is a stray copy for the audit to flag."""
         return sorted(
             str(p.relative_to(self.objects_dir)) for p in self.objects_dir.rglob("*") if p.is_file()
         )
-
-    def file_of(self, object_id: str) -> str:
-        return f"{object_id[:2]}/{object_id}"
 
 
 def _connect(path: Path, schema: str, journal: str = "WAL") -> sqlite3.Connection:
