@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import typer
@@ -15,6 +16,10 @@ def parse_listen(listen: str) -> tuple[str, int]:
     if not sep or not host or not port_s.isdigit() or not 0 <= int(port_s) < 65536:
         fail(f"--listen must be HOST:PORT, got {listen!r}")
     return host.strip("[]"), int(port_s)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 @handle_errors
@@ -71,6 +76,8 @@ def demo(
     out.print(f"  curl -s {base}/checkpoint")
     out.print(f"  curl -s {base}/entry/{42}")
     out.print(f"  overt log status {base}  --key {rel}/logs/releases/log.vkey", soft_wrap=True)
+    # Ctrl-C, or SIGTERM from a service manager, stops the demo cleanly.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         result.server.wait()
     except KeyboardInterrupt:

@@ -364,7 +364,8 @@ def _run_vault(root: Path, say: Say) -> None:
                 sample_id = sample.id
         say(
             "vault",
-            "telemetry ingested: " + ", ".join(f"{n} records in {r}" for r, n in placed.items()),
+            f"telemetry from customers in {len(CUSTOMERS)} countries ingested and routed: "
+            + ", ".join(f"{n} records in {r}" for r, n in placed.items()),
         )
         try:
             vault.ingest("berlin-hospital", "DE", "telemetry", [b"{}"], region="ru-moscow")
