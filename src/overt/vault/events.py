@@ -4,7 +4,8 @@ An event is a JSON object, DSSE-signed by the vault's key (payload type
 `PAYLOAD_TYPE`), and the log entry is the envelope. Customers appear only as a
 pseudonym, ``HMAC-SHA256(customer key, customer id)``: the public access log
 says *that* some customer's data was touched, by whom and why, and only the
-customer (and the supervisor, who holds the keys in escrow) can tell which.
+customer (and the supervisor, given a copy of the key) can tell which; the
+vault keeps the keys, since it must compute the pseudonyms.
 
 Fields (docs/vault.md): ``type`` ("overt/access-event/v1"), ``region``,
 ``action`` (write, read, delete, export, process, erase), ``outcome`` (allowed
