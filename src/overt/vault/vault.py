@@ -88,11 +88,16 @@ class CustomerKeys:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("CREATE TABLE IF NOT EXISTS customers (id TEXT PRIMARY KEY, key BLOB)")
+        self._cache: dict[str, bytes] = {}
 
     def key(self, customer: str) -> bytes:
+        cached = self._cache.get(customer)
+        if cached is not None:
+            return cached
         row = self._db.execute("SELECT key FROM customers WHERE id = ?", (customer,)).fetchone()
         if row is not None:
-            return bytes(row[0])
+            self._cache[customer] = bytes(row[0])
+            return self._cache[customer]
         key = secrets.token_bytes(32)
         self._db.execute("INSERT OR IGNORE INTO customers (id, key) VALUES (?, ?)", (customer, key))
         return self.key(customer)
@@ -118,6 +123,7 @@ class Vault:
         self.customers = CustomerKeys(root / "secrets" / "customers.db")
         self._stores: dict[str, RegionStore] = {}
         self._logs: dict[str, Log] = {}
+        self._regions_of: dict[str, str] = {}  # object id -> region, objects never move
 
     def close(self) -> None:
         for log in self._logs.values():
@@ -251,9 +257,16 @@ class Vault:
         return [Stored(i, home) for i in ids]
 
     def locate(self, object_id: str) -> tuple[str, StoredObject]:
+        known = self._regions_of.get(object_id)
+        if known is not None:
+            obj = self.store(known).object(object_id)
+            if obj is not None:
+                return known, obj
         for region in self.policy.regions:
             obj = self.store(region).object(object_id)
             if obj is not None:
+                if len(self._regions_of) < 1_000_000:
+                    self._regions_of[object_id] = region
                 return region, obj
         raise AccessRefused(f"no object {object_id!r} in this vault")
 
