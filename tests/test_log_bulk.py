@@ -73,3 +73,31 @@ def test_crash_between_publishing_and_committing_is_repaired(tmp_path: Path) -> 
         assert cp.size == 801
     report = verify_log(directory_fetcher(d / "tiles"), ed25519_verifier(vkey))
     assert report.entries == 801
+
+
+def test_entries_sequenced_while_add_runs_keep_their_index(tmp_path: Path, monkeypatch) -> None:
+    """Another thread sequencing just before the bulk path reserves must not lose its entry."""
+    import threading
+
+    from overt.log import sqlite_store
+
+    d, _ = _log(tmp_path)
+    with Log(d) as log:
+        log.add([b"a0", b"a1"])
+        acked: list[int] = []
+        original = sqlite_store.SQLiteStore.reserve
+
+        def reserve(self, hashes):  # type: ignore[no-untyped-def]
+            t = threading.Thread(target=lambda: acked.append(log.sequence([b"concurrent"])[0]))
+            t.start()
+            t.join()
+            return original(self, hashes)
+
+        monkeypatch.setattr(sqlite_store.SQLiteStore, "reserve", reserve)
+        indexes, cp = log.add([b"bulk0", b"bulk1"])
+        monkeypatch.setattr(sqlite_store.SQLiteStore, "reserve", original)
+        assert acked == [2]
+        assert indexes == [3, 4]
+        assert cp.size == 5
+        assert [log.entry(i) for i in range(5)] == [b"a0", b"a1", b"concurrent", b"bulk0", b"bulk1"]
+        assert log.integrate().size == 5

@@ -273,31 +273,41 @@ class Log:
         sha = hashlib.sha256
         hashes = [sha(b"\x00" + e).digest() for e in entries]
         with self._write_lock:
-            idle = self._store.next_index() == self._integrator.size == self._checkpoint.size
-            if not idle:
-                indexes = self._store.sequence(hashes, entries)
-        if not idle:
-            return indexes, self.integrate()
-        with self._write_lock:
-            indexes, new = self._store.reserve(hashes)
-            if not new:  # every entry was logged already
-                self._store.rollback()
-                return indexes, self._checkpoint
-            try:
-                self._integrator.extend([entries[p] for p in new], [hashes[p] for p in new])
-                published = self._publish()
-            except BaseException:
-                self._store.rollback()
-                self._integrator = Integrator(self.paths.tiles, self._checkpoint.size)
-                raise
-            if published is not None:
-                self._store.commit_published(published.size, published.root_hash)
-                return indexes, published
-            # No witness quorum: keep the entries the ordinary, durable way.
+            if self._store.next_index() == self._integrator.size == self._checkpoint.size:
+                done = self._add_bulk(entries, hashes)
+                if done is not None:
+                    return done
+        # Entries are pending (from the pool, or sequenced concurrently): the
+        # ordinary path keeps everyone's order.
+        indexes = self._store.sequence(hashes, entries)
+        return indexes, self.integrate()
+
+    def _add_bulk(
+        self, entries: Sequence[bytes], hashes: list[bytes]
+    ) -> tuple[list[int], Checkpoint] | None:
+        """The bulk path, under the write lock; None if the log turned out not to be idle."""
+        indexes, new = self._store.reserve(hashes)
+        if not new:  # every entry was logged already
+            self._store.rollback()
+            return indexes, self._checkpoint
+        if indexes[new[0]] != self._integrator.size:
+            # Another thread sequenced entries since the check: they come first.
+            self._store.rollback()
+            return None
+        try:
+            self._integrator.extend([entries[p] for p in new], [hashes[p] for p in new])
+            published = self._publish()
+        except BaseException:
             self._store.rollback()
             self._integrator = Integrator(self.paths.tiles, self._checkpoint.size)
-            indexes = self._store.sequence(hashes, entries)
-            return indexes, self._checkpoint
+            raise
+        if published is not None:
+            self._store.commit_published(published.size, published.root_hash)
+            return indexes, published
+        # No witness quorum: keep the entries the ordinary, durable way.
+        self._store.rollback()
+        self._integrator = Integrator(self.paths.tiles, self._checkpoint.size)
+        return self._store.sequence(hashes, entries), self._checkpoint
 
     def _publish(self) -> Checkpoint | None:
         """Sign (and have witnessed) a checkpoint for the integrated tree, and publish it.
