@@ -1238,3 +1238,42 @@ def test_a_tampered_access_log_fails_history_and_audit(tmp_path: Path) -> None:
     assert '"verified": true' not in result.stdout
     code, _, err = audit_cli(root)
     assert code == 1 and "ch-zurich: the access log does not verify" in err
+
+
+def test_audit_catches_a_read_event_reused_for_off_record_reads(tmp_path: Path) -> None:
+    """One logged read must not cover further decryptions made through the store directly."""
+    root = make_vault(tmp_path)
+    with Vault(root) as vault:
+        (s,) = vault.ingest("acme", "DE", "sample", [b"secret A"])
+        vault.read(s.id, "dana", "THREAT_ANALYSIS", "T-1")
+        (event,) = [j[4] for j in vault.store(ZRH).journal() if j[2] == "read"]
+        assert vault.store(ZRH).read(s.id, event) == b"secret A"  # off the record
+        report = audit(vault)
+    assert any("already used" in d for d in report.discrepancies), report.discrepancies
+
+
+def test_audit_catches_an_erasure_without_its_event(tmp_path: Path) -> None:
+    root = make_vault(tmp_path)
+    with Vault(root) as vault:
+        (s,) = vault.ingest("acme", "DE", "sample", [b"erase me quietly"])
+        store = vault.store(ZRH)
+        store._meta.execute("UPDATE objects SET erased = 1, sealed = NULL WHERE id = ?", (s.id,))
+        store._keys.execute("DELETE FROM keys WHERE id = ?", (s.id,))
+        report = audit(vault)
+    assert any("marked erased without a logged erasure" in d for d in report.discrepancies)
+
+
+def test_an_erasure_interrupted_before_its_record_is_finished_at_restart(tmp_path: Path) -> None:
+    root = make_vault(tmp_path)
+    with Vault(root) as vault:
+        (s,) = vault.ingest("acme", "DE", "sample", [b"erase me"])
+        index, _ = vault._authorise(
+            ZRH, "erase", "dpo", "DATA_ERASURE", "GDPR-3", "alias", "sample", [s.id]
+        )
+        # The event is durable and the marker written; then the process dies.
+        (root / "regions" / ZRH / "erase-in-progress").write_text(f"{s.id} {index}")
+    with Vault(root) as vault:
+        obj = vault.store(ZRH).object(s.id)
+        assert obj is not None and obj.erased
+        assert vault.store(ZRH).data_key(s.id) is None
+        assert audit(vault).ok

@@ -14,6 +14,8 @@ import typer
 from overt.cli.common import EXIT_VERIFY_FAILED, err, fail, handle_errors, out, read_input
 from overt.cli.demo import parse_listen
 from overt.durable import atomic_write
+from overt.log.remote import FileMemory, default_state_dir
+from overt.tlog.policy import Policy
 from overt.vault.actors import ActorEntry, load_actors
 from overt.vault.audit import audit
 from overt.vault.events import JUSTIFICATIONS, Actor
@@ -185,6 +187,8 @@ def audit_cmd(directory: Path = typer.Argument(..., help="The vault directory.")
             out.print(f"  {country} {outcome}: {count}")
     else:
         out.print("legal requests: none")
+    for w in report.warnings:
+        err.print(f"[yellow]warning[/] {w}", soft_wrap=True)
     if not report.ok:
         for d in report.discrepancies:
             err.print(f"[bold red]DISCREPANCY[/] {d}", soft_wrap=True)
@@ -229,6 +233,12 @@ def history(
         None, "--key", help="Your pseudonym key (hex); read from the vault if omitted."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the events as a JSON array."),
+    policy_file: Path | None = typer.Option(
+        None,
+        "--policy",
+        help="Your tlog-policy for the access logs (their keys, the witnesses you trust, the "
+        "quorum). Without it, checkpoints are checked against the logs' own keys only.",
+    ),
 ) -> None:
     """Every access to your data, each proven to be in a region's access log."""
     with Vault(directory) as vault:
@@ -240,8 +250,15 @@ def history(
                 customer_secret = bytes.fromhex(key)
             except ValueError:
                 fail("--key must be hex")
+        trust = Policy.parse(read_input(policy_file, "policy")) if policy_file else None
         events = access_history(
-            directory, list(vault.policy.regions), customer, customer_secret, vault.verifier
+            directory,
+            list(vault.policy.regions),
+            customer,
+            customer_secret,
+            vault.verifier,
+            trust,
+            FileMemory(default_state_dir()),
         )
     if as_json:
         print(json.dumps(events, indent=2))

@@ -328,6 +328,14 @@ def _init_vault(root: Path, say: Say, witness_keys: dict[str, str], base: str) -
     vault_dir = root / "vault"
     init_vault(vault_dir, RESIDENCY, "demo.overt.example")
     policy = ResidencyPolicy.parse(RESIDENCY)
+    # The customer's own trust policy for the access logs: their keys, the witnesses.
+    access_policy = "# The vault's access logs, accepted only with both witnesses.\n"
+    for region in policy.regions:
+        vkey = (vault_dir / "logs" / region / "log.vkey").read_text().strip()
+        access_policy += f"log {vkey}\n"
+    access_policy += "".join(f"witness {n} {k}\n" for n, k in witness_keys.items())
+    access_policy += f"group all-witnesses all {' '.join(witness_keys)}\nquorum all-witnesses\n"
+    atomic_write(root / "customer" / "access-logs.tlog-policy", access_policy.encode())
     for region in policy.regions:
         log_dir = vault_dir / "logs" / region
         vkey = (log_dir / "log.vkey").read_text().strip()
@@ -396,6 +404,7 @@ def _run_vault(root: Path, say: Say) -> None:
             "berlin-hospital",
             vault.customers.key("berlin-hospital"),
             vault.verifier,
+            Policy.parse((root / "customer" / "access-logs.tlog-policy").read_bytes()),
         )
     if not events or not all(e["verified"] and e["witnessed"] for e in events):
         raise VerificationError("demo self-check failed: the customer's history does not verify")

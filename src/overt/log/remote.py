@@ -95,19 +95,19 @@ def default_state_dir() -> Path:
 
 
 class FileMemory:
-    """Last accepted checkpoint per origin, one file each, written atomically."""
+    """Last accepted checkpoint per log identity, one file each, written atomically."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    def _path(self, origin: str) -> Path:
-        return self.directory / hashlib.sha256(origin.encode()).hexdigest()[:32]
+    def _path(self, identity: str) -> Path:
+        return self.directory / hashlib.sha256(identity.encode()).hexdigest()[:32]
 
-    def load(self, origin: str) -> str | None:
+    def load(self, identity: str) -> str | None:
         try:
-            return self._path(origin).read_text(encoding="utf-8")
+            return self._path(identity).read_text(encoding="utf-8")
         except FileNotFoundError:
             return None
 
-    def store(self, origin: str, signed_checkpoint: str) -> None:
-        atomic_write(self._path(origin), signed_checkpoint.encode())
+    def store(self, identity: str, signed_checkpoint: str) -> None:
+        atomic_write(self._path(identity), signed_checkpoint.encode())

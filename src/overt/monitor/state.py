@@ -166,10 +166,12 @@ class _Memory:
         self._state = state
         self._name = name
 
-    def load(self, origin: str) -> str | None:
+    def load(self, identity: str) -> str | None:
+        origin = identity.split("\n")[0]  # the origin, then the trusted keys
         current = self._state.log(self._name)
         return current.checkpoint if current.origin == origin else None
 
-    def store(self, origin: str, signed_checkpoint: str) -> None:
+    def store(self, identity: str, signed_checkpoint: str) -> None:
+        origin = identity.split("\n")[0]
         size = Checkpoint.parse(split(signed_checkpoint)[0]).size
         self._state.save_checkpoint(self._name, origin, signed_checkpoint, size)

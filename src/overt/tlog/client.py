@@ -67,11 +67,14 @@ class LogMisbehaviour(VerificationError):
 
 
 class CheckpointMemory(Protocol):
-    """Where a client keeps the last checkpoint it accepted for each origin."""
+    """Where a client keeps the last checkpoint it accepted for each log.
 
-    def load(self, origin: str) -> str | None: ...
+    Keyed by the log's identity: its origin line, then the keys trusted for it.
+    """
 
-    def store(self, origin: str, signed_checkpoint: str) -> None: ...
+    def load(self, identity: str) -> str | None: ...
+
+    def store(self, identity: str, signed_checkpoint: str) -> None: ...
 
 
 class DictMemory:
@@ -80,11 +83,11 @@ class DictMemory:
     def __init__(self) -> None:
         self._seen: dict[str, str] = {}
 
-    def load(self, origin: str) -> str | None:
-        return self._seen.get(origin)
+    def load(self, identity: str) -> str | None:
+        return self._seen.get(identity)
 
-    def store(self, origin: str, signed_checkpoint: str) -> None:
-        self._seen[origin] = signed_checkpoint
+    def store(self, identity: str, signed_checkpoint: str) -> None:
+        self._seen[identity] = signed_checkpoint
 
 
 def _full_root(hashes: Sequence[bytes]) -> bytes:
@@ -215,6 +218,19 @@ class LogClient:
         assert self._log_key is not None
         return open_checkpoint(signed, self._log_key).checkpoint
 
+    def _identity(self, origin: str) -> str:
+        """What the memory is keyed by: the origin and the key(s) trusted for it.
+
+        Two logs that share an origin but not a key are different logs to
+        this client (a test log, a re-created log); each keeps its own record.
+        """
+        if self._log_key is not None:
+            keys = [f"{self._log_key.name}+{self._log_key.key_id:08x}"]
+        else:
+            assert self._policy is not None
+            keys = sorted(str(log.vkey) for log in self._policy.logs if log.vkey.name == origin)
+        return "\n".join([origin, *keys])
+
     def update(self) -> Checkpoint:
         """Fetch, verify and accept the log's current checkpoint.
 
@@ -227,7 +243,8 @@ class LogClient:
             raise MalformedError("checkpoint is not UTF-8") from exc
         new = self._open(signed)
         tiles = VerifiedTiles(new, self._fetch)
-        previous = self._memory.load(new.origin)
+        identity = self._identity(new.origin)
+        previous = self._memory.load(identity)
         if previous is not None:
             # Our own record of what we accepted earlier: its signatures were
             # checked then, and the key or policy may have changed since.
@@ -249,7 +266,7 @@ class LogClient:
                     raise LogMisbehaviour(
                         "fork", f"log {new.origin} is inconsistent with size {old.size}: {exc}"
                     ) from exc
-        self._memory.store(new.origin, signed)
+        self._memory.store(identity, signed)
         self._tiles = tiles
         return new
 

@@ -35,6 +35,7 @@ class AuditReport:
     checked_objects: int = 0
     checked_events: int = 0
     legal_requests: Counter[tuple[str, str]] = field(default_factory=Counter)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -127,6 +128,17 @@ def _audit_region(vault: Vault, region: str, report: AuditReport) -> None:
                 f"{region}: the objects stored under event {event_index} are not the batch "
                 "that event names"
             )
+    # Allowed writes whose objects are all gone from the store (rows deleted).
+    for index, event in sorted(events.items()):
+        if _allowed(event, region, "write") and index not in by_event:
+            count = (event.get("batch") or {}).get("count")
+            report.warnings.append(
+                f"{region}: write event {index} names {count} objects the store does not "
+                "hold: an interrupted ingestion (never acknowledged), or objects deleted "
+                "outside the gate"
+            )
+    used: set[tuple[int, str, str]] = set()
+    erased_logged: set[str] = set()
     for seq, _, op, object_id, journalled in store.journal():
         authorising = events.get(journalled) if journalled is not None else None
         if not _allowed(authorising, region, op) or not _covers(
@@ -135,6 +147,24 @@ def _audit_region(vault: Vault, region: str, report: AuditReport) -> None:
             report.discrepancies.append(
                 f"{region}: journal #{seq}: {op} of {object_id} has no matching allowed access "
                 f"event (event {journalled}): it bypassed the gate"
+            )
+            continue
+        assert journalled is not None
+        if op == "erase":
+            erased_logged.add(object_id)
+        # An individual access event authorises one operation on each object it names.
+        if authorising is not None and "objects" in authorising:
+            use = (journalled, op, object_id)
+            if use in used:
+                report.discrepancies.append(
+                    f"{region}: journal #{seq}: event {journalled} was already used for this "
+                    f"{op} of {object_id}: a repeated access without its own event"
+                )
+            used.add(use)
+    for obj in objects:
+        if obj.erased and obj.id not in erased_logged:
+            report.discrepancies.append(
+                f"{region}: object {obj.id} is marked erased without a logged erasure"
             )
     for name in sorted(files):
         report.discrepancies.append(

@@ -4,8 +4,13 @@ The customer holds their pseudonym key. For each region's access log the
 client reads every entry through the tiles (each checked against the
 checkpoint's root), keeps the events carrying the customer's pseudonym,
 checks each is signed by the vault, and proves it with an inclusion proof
-against the checkpoint. A checkpoint is "witnessed" when the region's log
-publishes with a witness policy and the checkpoint satisfies it.
+against the checkpoint.
+
+Trust comes from the customer, not the vendor: with the customer's own
+tlog-policy (listing the access logs and the witnesses they trust), each
+checkpoint must meet that policy's quorum, and events are "witnessed". The
+client remembers the last checkpoint of each access log (`memory`), so a log
+that goes backwards or forks between two looks is refused.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any
 from overt.crypto.keys import Ed25519Verifier, ed25519_verifier
 from overt.errors import OvertError
 from overt.log.remote import open_source
-from overt.tlog.client import LogClient
+from overt.tlog.client import CheckpointMemory, LogClient
 from overt.tlog.hashing import leaf_hash
 from overt.tlog.merkle import inclusion_proof, verify_inclusion
 from overt.tlog.policy import Policy
@@ -30,19 +35,20 @@ def access_history(
     customer: str,
     customer_key: bytes,
     vault_key: Ed25519Verifier,
+    policy: Policy | None = None,
+    memory: CheckpointMemory | None = None,
 ) -> list[dict[str, Any]]:
     alias = pseudonym(customer_key, customer)
     events: list[dict[str, Any]] = []
     for region in regions:
         log_dir = vault_root / "logs" / region
         source = open_source(str(log_dir))
-        policy_file = log_dir / "witnesses.tlog-policy"
-        policy = Policy.parse(policy_file.read_bytes()) if policy_file.exists() else None
         assert source.vkey is not None
         client = LogClient(
             source.fetch,
             log_key=None if policy else ed25519_verifier(source.vkey),
             policy=policy,
+            memory=memory,
         )
         checkpoint = client.update()
         reader = client.tiles.hash_reader()
@@ -65,7 +71,7 @@ def access_history(
             doc["index"] = index
             doc["log"] = checkpoint.origin
             doc["checkpoint_size"] = checkpoint.size
-            doc["witnessed"] = policy is not None
+            doc["witnessed"] = policy is not None and policy.quorum != "none"
             doc["proof"] = [base64.b64encode(h).decode() for h in proof]
             doc["verified"] = signed and included
             events.append(doc)

@@ -119,7 +119,11 @@ class RegionStore:
             self._finish_erasures()
 
     def _finish_erasures(self) -> None:
-        """Complete erasures a crash interrupted: no key, no ciphertext for erased objects."""
+        """Complete an erasure a crash interrupted (its event is already in the log)."""
+        object_id, _, event = self._erase_marker.read_text().partition(" ")
+        row = self._meta.execute("SELECT erased FROM objects WHERE id = ?", (object_id,)).fetchone()
+        if row is not None and not row[0] and event.isdigit():
+            self._erase_locked(object_id, int(event))
         erased = [r[0] for r in self._meta.execute("SELECT id FROM objects WHERE erased")]
         self._keys.executemany("DELETE FROM keys WHERE id = ?", [(i,) for i in erased])
         self._meta.execute("UPDATE objects SET sealed = NULL WHERE erased")
@@ -260,23 +264,31 @@ class RegionStore:
         return self.decrypt(obj)
 
     def erase(self, object_id: str, event: int) -> None:
-        """Crypto-shred: destroy the data key, then the ciphertext."""
-        atomic_write(self._erase_marker, object_id.encode())
+        """Crypto-shred: record the erasure, then destroy the data key.
+
+        The record (with its journal row) commits first, so a crash between
+        the two leaves an object marked erased whose key the next open
+        destroys (`_finish_erasures`), never a keyless object nobody erased.
+        """
+        atomic_write(self._erase_marker, f"{object_id} {event}".encode())
         with self._lock:
-            self._keys.execute("BEGIN IMMEDIATE")
-            self._keys.execute("DELETE FROM keys WHERE id = ?", (object_id,))
-            self._keys.execute("COMMIT")
-            self._meta.execute("BEGIN IMMEDIATE")
-            self._meta.execute(
-                "UPDATE objects SET erased = ?, sealed = NULL WHERE id = ?",
-                (int(time.time()), object_id),
-            )
-            self._meta.execute(
-                "INSERT INTO journal (time, op, object, event) VALUES (?, 'erase', ?, ?)",
-                (int(time.time()), object_id, event),
-            )
-            self._meta.execute("COMMIT")
+            self._erase_locked(object_id, event)
         self._erase_marker.unlink(missing_ok=True)
+
+    def _erase_locked(self, object_id: str, event: int) -> None:
+        self._meta.execute("BEGIN IMMEDIATE")
+        self._meta.execute(
+            "UPDATE objects SET erased = ?, sealed = NULL WHERE id = ?",
+            (int(time.time()), object_id),
+        )
+        self._meta.execute(
+            "INSERT INTO journal (time, op, object, event) VALUES (?, 'erase', ?, ?)",
+            (int(time.time()), object_id, event),
+        )
+        self._meta.execute("COMMIT")
+        self._keys.execute("BEGIN IMMEDIATE")
+        self._keys.execute("DELETE FROM keys WHERE id = ?", (object_id,))
+        self._keys.execute("COMMIT")
 
     def sealed(self, object_id: str) -> bytes | None:
         """The sealed contents of an object as stored (None once erased)."""
