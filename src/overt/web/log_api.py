@@ -34,6 +34,7 @@ from overt.log.log import EntryTooLarge, Log, LogError
 from overt.log.sequencer import PoolFull, Sequencer
 from overt.tlog.checkpoint import Checkpoint
 from overt.tlog.hashing import HASH_SIZE, leaf_hash
+from overt.web.body import BadContentLength, BodyTooLarge, read_body
 from overt.web.errors import error
 from overt.web.tiles import tiles_router
 
@@ -104,18 +105,12 @@ class LogService:
 
 
 async def _read_body(request: Request, limit: int) -> bytes | JSONResponse:
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            return error(400, "Content-Length is not a number")
-        if int(declared) > limit:
-            return error(413, f"body of {declared} bytes exceeds the limit of {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return error(413, f"body exceeds the limit of {limit} bytes")
-    return bytes(body)
+    try:
+        return await read_body(request, limit)
+    except BadContentLength as exc:
+        return error(400, str(exc))
+    except BodyTooLarge as exc:
+        return error(413, str(exc))
 
 
 _B64URL = re.compile(r"[A-Za-z0-9_-]{43}=?")

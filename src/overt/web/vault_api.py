@@ -34,6 +34,7 @@ from overt import __version__
 from overt.errors import MalformedError, OvertError
 from overt.vault.actors import actor_by_token
 from overt.vault.vault import AccessRefused, Vault
+from overt.web.body import BadContentLength, BodyTooLarge, read_body
 from overt.web.errors import error, install_error_handlers
 
 MAX_INGEST_BODY = 64 * 1024 * 1024
@@ -82,9 +83,12 @@ def create_vault_app(root: Path) -> FastAPI:
         token = bearer(request)
         if not ingest_token or not hmac.compare_digest(token.encode(), ingest_token.encode()):
             return error(401 if not token else 403, "ingestion needs the vault's ingest token")
-        body = await request.body()
-        if len(body) > MAX_INGEST_BODY:
-            return error(413, f"body exceeds {MAX_INGEST_BODY} bytes")
+        try:
+            body = await read_body(request, MAX_INGEST_BODY)
+        except BadContentLength as exc:
+            return error(400, str(exc))
+        except BodyTooLarge as exc:
+            return error(413, str(exc))
         try:
             doc = json.loads(body)
         except (ValueError, RecursionError) as exc:

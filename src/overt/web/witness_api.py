@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from overt import __version__
 from overt.tlog.witness import SIZE_CONTENT_TYPE, format_cosignatures, origin_hash
+from overt.web.body import BadContentLength, BodyTooLarge, read_body
 from overt.web.errors import install_error_handlers
 from overt.witness.witness import Witness, WitnessRefusal
 
@@ -33,16 +34,15 @@ def create_witness_app(root: Path) -> FastAPI:
 
     @app.post("/add-checkpoint")
     async def add_checkpoint(request: Request) -> Response:
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_BODY:
-                return PlainTextResponse(f"body exceeds {MAX_BODY} bytes\n", status_code=400)
+        try:
+            body = await read_body(request, MAX_BODY)
+        except (BodyTooLarge, BadContentLength) as exc:  # malformed: 400 (tlog-witness)
+            return PlainTextResponse(f"{exc}\n", status_code=400)
         try:
             # The store serialises updates per log; the lock keeps the event
             # loop from queueing many blocking SQLite transactions at once.
             async with lock:
-                sigs = witness.add_checkpoint(bytes(body))
+                sigs = witness.add_checkpoint(body)
         except WitnessRefusal as refusal:
             if refusal.status == 409:
                 # Exactly text/x.tlog.size (tlog-witness), with no charset added.
