@@ -1,4 +1,4 @@
-"""Crash-safe file writes: every file Overt publishes or keeps as state goes through here.
+"""Crash-safe state: every file Overt publishes, and the SQLite databases it keeps.
 
 Every file a log publishes is written to a temporary name in the same
 directory, fsynced, renamed over the final name and the directory fsynced, so a
@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import sqlite3
 from pathlib import Path
 
 
@@ -83,3 +84,26 @@ def sync_filesystem(path: Path) -> None:
             raise OSError(err, f"syncfs failed: {os.strerror(err)}", str(path))
     finally:
         os.close(fd)
+
+
+def open_database(
+    path: Path, schema: str, journal: str = "WAL", page_size: int | None = None
+) -> sqlite3.Connection:
+    """Open (or create) a SQLite state database for durable use.
+
+    Autocommit (callers open their own transactions), usable from several
+    threads behind the caller's lock, every commit synced (``synchronous=FULL``),
+    and in WAL mode unless the caller needs a rollback journal (the vault's
+    keyring, where old pages must not linger). Raises sqlite3.DatabaseError.
+    """
+    fresh = not path.exists()
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    if fresh and page_size is not None:
+        db.execute(f"PRAGMA page_size={page_size}")
+    mode = db.execute(f"PRAGMA journal_mode={journal}").fetchone()[0]
+    if str(mode).upper() != journal.upper():
+        db.close()
+        raise sqlite3.DatabaseError(f"{path}: cannot switch SQLite to {journal} journal mode")
+    db.execute("PRAGMA synchronous=FULL")
+    db.executescript(schema)
+    return db

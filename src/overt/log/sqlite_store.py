@@ -24,6 +24,7 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from overt.durable import open_database
 from overt.errors import MalformedError, OvertError
 
 SCHEMA = """
@@ -72,17 +73,9 @@ class SQLiteStore:
         self._leaf_hash_at = leaf_hash_at
         self._lock = threading.Lock()
         self._reserved: dict[int, bytes] = {}  # bulk path: index -> leaf hash, uncommitted
-        fresh = not path.exists()
         try:
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            if fresh:
-                self._db.execute(f"PRAGMA page_size={PAGE_SIZE}")
-            mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if mode != "wal":
-                raise StoreError(f"{path}: cannot switch SQLite to WAL mode")
-            self._db.execute("PRAGMA synchronous=FULL")
+            self._db = open_database(path, SCHEMA, page_size=PAGE_SIZE)
             self._db.execute("PRAGMA cache_size=-65536")
-            self._db.executescript(SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{path}: {exc}") from exc
 

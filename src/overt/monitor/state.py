@@ -7,13 +7,13 @@ type, and every alert it raised.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from overt.crypto.note import split
+from overt.durable import open_database
 from overt.tlog.checkpoint import Checkpoint
 
 SCHEMA = """
@@ -64,10 +64,7 @@ class LogState:
 class MonitorState:
     def __init__(self, path: Path) -> None:
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
+        self._db = open_database(path, SCHEMA)
 
     def close(self) -> None:
         with self._lock:

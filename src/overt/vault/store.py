@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from overt.durable import atomic_write
+from overt.durable import atomic_write, open_database
 from overt.errors import OvertError
 from overt.vault.envelope import (
     DecryptionError,
@@ -105,11 +104,11 @@ class RegionStore:
         self._kek = kek_file.read_bytes()
         if len(self._kek) != 32:
             raise StoreError(f"{kek_file}: not a 256-bit key")
-        self._meta = _connect(self.dir / "meta.db", META_SCHEMA)
+        self._meta = open_database(self.dir / "meta.db", META_SCHEMA)
         # The keyring is not in WAL mode: a WAL keeps old pages (with erased
         # keys) until it is overwritten. A rollback journal is deleted at each
         # commit, and secure_delete zeroes the freed space in the file itself.
-        self._keys = _connect(keyring / "keys.db", KEYS_SCHEMA, journal="DELETE")
+        self._keys = open_database(keyring / "keys.db", KEYS_SCHEMA, journal="DELETE")
         self._keys.execute("PRAGMA secure_delete=ON")
         self._marker = self.dir / "put-in-progress"
         self._erase_marker = self.dir / "erase-in-progress"
@@ -309,11 +308,3 @@ class RegionStore:
         return sorted(
             str(p.relative_to(self.objects_dir)) for p in self.objects_dir.rglob("*") if p.is_file()
         )
-
-
-def _connect(path: Path, schema: str, journal: str = "WAL") -> sqlite3.Connection:
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    db.execute(f"PRAGMA journal_mode={journal}")
-    db.execute("PRAGMA synchronous=FULL")
-    db.executescript(schema)
-    return db

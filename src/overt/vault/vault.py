@@ -23,14 +23,13 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from overt.crypto.keyfile import read_private_key, write_private_key
 from overt.crypto.keys import Ed25519Signer, ed25519_verifier
-from overt.durable import atomic_write
+from overt.durable import atomic_write, open_database
 from overt.errors import MalformedError, OvertError
 from overt.log.config import LogConfig
 from overt.log.log import Log, init_log
@@ -82,12 +81,11 @@ class CustomerKeys:
 
     def __init__(self, path: Path) -> None:
         fresh = not path.exists()
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db = open_database(
+            path, "CREATE TABLE IF NOT EXISTS customers (id TEXT PRIMARY KEY, key BLOB);"
+        )
         if fresh:
             os.chmod(path, 0o600)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS customers (id TEXT PRIMARY KEY, key BLOB)")
         self._cache: dict[str, bytes] = {}
 
     def key(self, customer: str) -> bytes:

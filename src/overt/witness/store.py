@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from overt.durable import open_database
 from overt.errors import OvertError
 
 SCHEMA = """
@@ -68,10 +69,7 @@ class WitnessStore:
     def __init__(self, path: Path) -> None:
         self._lock = threading.Lock()
         try:
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(SCHEMA)
+            self._db = open_database(path, SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise WitnessStoreError(f"{path}: {exc}") from exc
 
