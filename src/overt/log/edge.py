@@ -13,19 +13,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Sequence
 
-from overt.tlog.hashing import EMPTY_ROOT
-from overt.tlog.merkle import Node, range_nodes
-from overt.tlog.tiles import TILE_HEIGHT, TILE_WIDTH, Tile, encode_bundle
+from overt.tlog.merkle import Node, root_hash
+from overt.tlog.tiles import TILE_HEIGHT, TILE_WIDTH, Tile, encode_bundle, subtree_root
 
 _sha256 = hashlib.sha256
-
-
-def full_tile_root(hashes: Sequence[bytes]) -> bytes:
-    """MTH of a full tile: the hash one tile level up."""
-    row = list(hashes)
-    while len(row) > 1:
-        row = [_sha256(b"\x01" + row[i] + row[i + 1]).digest() for i in range(0, len(row), 2)]
-    return row[0]
 
 
 class EdgeTree:
@@ -81,7 +72,7 @@ class EdgeTree:
             for k in range(full):
                 chunk = row[k * TILE_WIDTH : (k + 1) * TILE_WIDTH]
                 yield Tile(level, first + k), b"".join(chunk)
-                incoming.append(full_tile_root(chunk))
+                incoming.append(subtree_root(chunk))
             self.edge[level] = row[full * TILE_WIDTH :]
             if self.edge[level]:
                 yield Tile(level, first + full, len(self.edge[level])), b"".join(self.edge[level])
@@ -94,20 +85,13 @@ class EdgeTree:
         Every complete subtree in the decomposition of [0, size) lies inside
         the partial tile of its level band, so nothing else is needed.
         """
-        if self.size == 0:
-            return EMPTY_ROOT
-        hashes = [self._node(n) for n in range_nodes(0, self.size)]
-        h = hashes[-1]
-        for left in reversed(hashes[:-1]):
-            h = _sha256(b"\x01" + left + h).digest()
-        return h
+        return root_hash(self, self.size)
+
+    def read_hashes(self, nodes: Sequence[Node]) -> list[bytes]:
+        """`HashReader` over the edge: only nodes the root needs are answerable."""
+        return [self._node(n) for n in nodes]
 
     def _node(self, node: Node) -> bytes:
         band, sub = divmod(node.level, TILE_HEIGHT)
         first = (node.n << sub) % TILE_WIDTH
-        group = self.edge[band][first : first + (1 << sub)]
-        while len(group) > 1:
-            group = [
-                _sha256(b"\x01" + group[i] + group[i + 1]).digest() for i in range(0, len(group), 2)
-            ]
-        return group[0]
+        return subtree_root(self.edge[band][first : first + (1 << sub)])

@@ -28,7 +28,7 @@ from overt.crypto.keys import Verifier
 from overt.crypto.note import split
 from overt.errors import MalformedError, VerificationError
 from overt.tlog.checkpoint import Checkpoint, open_checkpoint
-from overt.tlog.hashing import leaf_hash, node_hash
+from overt.tlog.hashing import leaf_hash
 from overt.tlog.merkle import (
     HashReader,
     consistency_proof,
@@ -45,6 +45,7 @@ from overt.tlog.tiles import (
     TileCache,
     TileHashReader,
     decode_bundle,
+    subtree_root,
     tile_hashes,
     tile_width_at,
 )
@@ -88,13 +89,6 @@ class DictMemory:
 
     def store(self, identity: str, signed_checkpoint: str) -> None:
         self._seen[identity] = signed_checkpoint
-
-
-def _full_root(hashes: Sequence[bytes]) -> bytes:
-    row = list(hashes)
-    while len(row) > 1:
-        row = [node_hash(row[i], row[i + 1]) for i in range(0, len(row), 2)]
-    return row[0]
 
 
 class VerifiedTiles:
@@ -159,7 +153,7 @@ class VerifiedTiles:
         )
         parent_hashes = tile_hashes(self.tile(parent), parent)
         data = self._get(tile)
-        if _full_root(tile_hashes(data, tile)) != parent_hashes[slot]:
+        if subtree_root(tile_hashes(data, tile)) != parent_hashes[slot]:
             raise LogMisbehaviour(
                 "bad-tile", f"tile {tile.path()} does not match the verified tree"
             )

@@ -14,6 +14,7 @@ the few levels that tiles do not store.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 from collections import OrderedDict
@@ -224,6 +225,17 @@ def tile_hashes(data: bytes, tile: Tile) -> list[bytes]:
             f"tile {tile.path()} is {len(data)} bytes, expected {tile.width * HASH_SIZE}"
         )
     return [data[i : i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)]
+
+
+def subtree_root(hashes: Sequence[bytes]) -> bytes:
+    """MTH of a run of 2**k adjacent complete subtrees (e.g. a full tile's 256 hashes)."""
+    sha = hashlib.sha256
+    row = list(hashes)
+    if not row or len(row) & (len(row) - 1):
+        raise ValueError(f"a subtree root needs a power-of-two run, got {len(row)}")
+    while len(row) > 1:
+        row = [sha(b"\x01" + row[i] + row[i + 1]).digest() for i in range(0, len(row), 2)]
+    return row[0]
 
 
 def tile_levels(hashes: Sequence[bytes]) -> list[list[bytes]]:
