@@ -10,7 +10,7 @@ import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn, ParamSpec, TypeVar
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -83,3 +83,19 @@ def vkey_argument(value: str) -> str:
         if path.is_file():
             return path.read_text(encoding="utf-8").strip()
     return value.strip()
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """A --listen value, HOST:PORT (IPv6 hosts in brackets)."""
+    host, sep, port_s = listen.rpartition(":")
+    if not sep or not host or not port_s.isdigit() or not 0 <= int(port_s) < 65536:
+        fail(f"--listen must be HOST:PORT, got {listen!r}")
+    return host.strip("[]"), int(port_s)
+
+
+def serve_forever(app: Any, host: str, port: int, what: str) -> None:
+    """Run an ASGI app in the foreground until Ctrl-C (the `serve` commands)."""
+    import uvicorn
+
+    err.print(f"{what} serving at http://{host}:{port}/ (Ctrl-C to stop)", soft_wrap=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

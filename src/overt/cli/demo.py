@@ -7,15 +7,8 @@ from pathlib import Path
 
 import typer
 
-from overt.cli.common import fail, handle_errors, out
+from overt.cli.common import handle_errors, out, parse_listen
 from overt.demo.build import build
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    host, sep, port_s = listen.rpartition(":")
-    if not sep or not host or not port_s.isdigit() or not 0 <= int(port_s) < 65536:
-        fail(f"--listen must be HOST:PORT, got {listen!r}")
-    return host.strip("[]"), int(port_s)
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -13,8 +13,15 @@ import httpx
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from overt.cli.common import err, fail, handle_errors, out, vkey_argument
-from overt.cli.demo import parse_listen
+from overt.cli.common import (
+    err,
+    fail,
+    handle_errors,
+    out,
+    parse_listen,
+    serve_forever,
+    vkey_argument,
+)
 from overt.crypto.keys import VerifierKey, ed25519_verifier
 from overt.durable import atomic_write
 from overt.errors import MalformedError
@@ -113,8 +120,6 @@ def serve(
     listen: str = typer.Option("127.0.0.1:8080", "--listen", help="HOST:PORT to listen on."),
 ) -> None:
     """Serve the log over HTTP: tlog-tiles at the root, POST /add, JSON proofs."""
-    import uvicorn
-
     from overt.web.app import create_log_app
 
     host, port = parse_listen(listen)
@@ -123,9 +128,8 @@ def serve(
     atomic_write(
         server_file, json.dumps({"url": f"http://{host}:{port}", "pid": os.getpid()}).encode()
     )
-    err.print(f"serving {directory} at http://{host}:{port}/ (Ctrl-C to stop)")
     try:
-        uvicorn.run(application, host=host, port=port, log_level="warning")
+        serve_forever(application, host, port, f"log {directory}")
     finally:
         server_file.unlink(missing_ok=True)
 

@@ -8,8 +8,14 @@ from pathlib import Path
 
 import typer
 
-from overt.cli.common import EXIT_VERIFY_FAILED, err, handle_errors, out, vkey_argument
-from overt.cli.demo import parse_listen
+from overt.cli.common import (
+    EXIT_VERIFY_FAILED,
+    err,
+    handle_errors,
+    out,
+    parse_listen,
+    vkey_argument,
+)
 from overt.monitor.config import MonitoredLog
 from overt.monitor.monitor import Monitor, add_monitored_log, init_monitor
 

@@ -11,8 +11,16 @@ from pathlib import Path
 
 import typer
 
-from overt.cli.common import EXIT_VERIFY_FAILED, err, fail, handle_errors, out, read_input
-from overt.cli.demo import parse_listen
+from overt.cli.common import (
+    EXIT_VERIFY_FAILED,
+    err,
+    fail,
+    handle_errors,
+    out,
+    parse_listen,
+    read_input,
+    serve_forever,
+)
 from overt.durable import atomic_write
 from overt.log.remote import FileMemory, default_state_dir
 from overt.tlog.policy import Policy
@@ -214,14 +222,10 @@ def serve(
     listen: str = typer.Option("127.0.0.1:8070", "--listen", help="HOST:PORT to listen on."),
 ) -> None:
     """Serve the vault's HTTP API (ingestion and staff access), see docs/vault.md."""
-    import uvicorn
-
     from overt.web.vault_api import create_vault_app
 
     host, port = parse_listen(listen)
-    application = create_vault_app(directory)
-    out.print(f"vault serving at http://{host}:{port}/ (Ctrl-C to stop)")
-    uvicorn.run(application, host=host, port=port, log_level="warning")
+    serve_forever(create_vault_app(directory), host, port, f"vault {directory}")
 
 
 @access_app.command("history")

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import typer
 
-from overt.cli.common import handle_errors, out, vkey_argument
-from overt.cli.demo import parse_listen
+from overt.cli.common import handle_errors, out, parse_listen, serve_forever, vkey_argument
 from overt.tlog.witness import origin_hash
 from overt.witness.witness import Witness, init_witness
 
@@ -54,14 +53,10 @@ def serve(
     listen: str = typer.Option("127.0.0.1:8090", "--listen", help="HOST:PORT to listen on."),
 ) -> None:
     """Serve POST /add-checkpoint (tlog-witness) and GET /<origin hash>/checkpoint."""
-    import uvicorn
-
     from overt.web.witness_api import create_witness_app
 
     host, port = parse_listen(listen)
-    application = create_witness_app(directory)
-    out.print(f"witness serving at http://{host}:{port}/ (Ctrl-C to stop)")
-    uvicorn.run(application, host=host, port=port, log_level="warning")
+    serve_forever(create_witness_app(directory), host, port, f"witness {directory}")
 
 
 @app.command()
