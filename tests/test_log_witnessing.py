@@ -440,3 +440,20 @@ def test_set_witnesses_refuses_bad_policies(tmp_path: Path) -> None:
     proc = run("log", "set-witnesses", log_dir, "none")
     assert proc.returncode == 0, proc.stderr
     assert load_config(log_dir / "log.toml").witness_policy == ""
+
+
+def test_set_witnesses_on_an_open_log_changes_nothing(tmp_path: Path) -> None:
+    """Refused because the log is in use: neither the policy file nor the config may change."""
+    from overt.crypto.keys import SIG_COSIGNATURE_V1, Ed25519Signer
+    from overt.log.config import LogConfig
+    from overt.log.log import Log, LogError, init_log, set_witness_policy
+
+    log_dir = tmp_path / "log"
+    vkey = init_log(log_dir, LogConfig(origin="example.com/open"))
+    witness = Ed25519Signer.generate("w.example/1", SIG_COSIGNATURE_V1).verifier_key()
+    policy = f"log {vkey}\nwitness w1 {witness} http://127.0.0.1:9\nquorum w1\n".encode()
+    config_before = (log_dir / "log.toml").read_bytes()
+    with Log(log_dir), pytest.raises(LogError, match="in use"):
+        set_witness_policy(log_dir, policy)
+    assert not (log_dir / "witnesses.tlog-policy").exists()
+    assert (log_dir / "log.toml").read_bytes() == config_before

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 import os
 import sys
@@ -19,18 +18,18 @@ from overt.cli.common import (
     handle_errors,
     out,
     parse_listen,
+    read_input,
     serve_forever,
     vkey_argument,
 )
-from overt.crypto.keys import VerifierKey, ed25519_verifier
+from overt.crypto.keys import ed25519_verifier
 from overt.durable import atomic_write
 from overt.errors import MalformedError
-from overt.log.config import LogConfig, load_config
+from overt.log.config import LogConfig
 from overt.log.fsck import verify_log
-from overt.log.log import Log, LogError, LogPaths, check_witness_policy, init_log
+from overt.log.log import Log, LogError, LogPaths, init_log, set_witness_policy
 from overt.log.remote import FileMemory, default_state_dir, open_source
 from overt.tlog.client import LogClient
-from overt.tlog.policy import Policy
 from overt.tlog.proof import TlogProof
 
 app = typer.Typer(
@@ -93,24 +92,16 @@ def set_witnesses(
     ),
 ) -> None:
     """Make the log publish checkpoints only once the policy's witness quorum cosigned them."""
-    paths = LogPaths(directory)
-    config = load_config(paths.config)
     if str(policy_file) == "none":
-        new = dataclasses.replace(config, witness_policy="")
-        message = "witnessing disabled: checkpoints are published with the log's signature only"
-    else:
-        policy = Policy.parse(policy_file.read_bytes())
-        vkey = VerifierKey.parse(paths.vkey.read_text().strip())
-        check_witness_policy(policy, vkey)
-        atomic_write(paths.root / "witnesses.tlog-policy", policy_file.read_bytes())
-        new = dataclasses.replace(config, witness_policy="witnesses.tlog-policy")
-        message = (
-            f"{len(policy.witnesses)} witnesses configured, quorum {policy.quorum}; "
-            "restart the log to apply"
-        )
-    with Log(directory):  # refuses while the log is open elsewhere
-        atomic_write(paths.config, new.to_toml().encode())
-    out.print(message)
+        set_witness_policy(directory, None)
+        out.print("witnessing disabled: checkpoints are published with the log's signature only")
+        return
+    policy = set_witness_policy(directory, read_input(policy_file, "policy"))
+    assert policy is not None
+    out.print(
+        f"{len(policy.witnesses)} witnesses configured, quorum {policy.quorum}; "
+        "restart the log to apply"
+    )
 
 
 @app.command()

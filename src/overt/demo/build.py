@@ -9,7 +9,6 @@ is described in docs/demo.md.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
 import json
 import shutil
@@ -22,8 +21,8 @@ import httpx
 
 from overt.durable import atomic_write
 from overt.errors import OvertError, VerificationError
-from overt.log.config import LogConfig, load_config
-from overt.log.log import init_log
+from overt.log.config import LogConfig
+from overt.log.log import init_log, set_witness_policy
 from overt.log.remote import http_fetcher
 from overt.monitor.config import MonitoredLog
 from overt.monitor.monitor import Monitor, add_monitored_log, init_monitor
@@ -130,10 +129,7 @@ def _use_witnesses(log_dir: Path, log_vkey: str, witness_keys: dict[str, str], b
         + f"group demo-witnesses all {' '.join(witness_keys)}\n"
         + "quorum demo-witnesses\n"
     )
-    atomic_write(log_dir / "witnesses.tlog-policy", policy_text.encode())
-    config = load_config(log_dir / "log.toml")
-    config = dataclasses.replace(config, witness_policy="witnesses.tlog-policy")
-    atomic_write(log_dir / "log.toml", config.to_toml().encode())
+    set_witness_policy(log_dir, policy_text.encode())
     return policy_text
 
 

@@ -25,7 +25,7 @@ import os
 import secrets
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from overt.crypto.keyfile import read_private_key, write_private_key
@@ -139,6 +139,45 @@ def init_log(root: Path, config: LogConfig) -> str:
     return vkey
 
 
+def _take_lock(paths: LogPaths) -> int:
+    """Hold the log directory for this process alone (released when the fd is closed)."""
+    paths.lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        os.close(fd)
+        raise LogError(f"{paths.root} is in use by another overt process") from exc
+    return fd
+
+
+WITNESS_POLICY_FILE = "witnesses.tlog-policy"
+
+
+def set_witness_policy(root: Path, policy: bytes | None) -> Policy | None:
+    """Make a stopped log publish only checkpoints the policy's quorum cosigned.
+
+    `policy` is a C2SP tlog-policy listing this log's key and each witness
+    with its URL; None stops asking witnesses. Nothing is written unless the
+    policy is valid for this log and no process has the log open.
+    """
+    paths = LogPaths(root)
+    config = load_config(paths.config)
+    parsed = None
+    if policy is not None:
+        parsed = Policy.parse(policy)
+        check_witness_policy(parsed, VerifierKey.parse(paths.vkey.read_text().strip()))
+    fd = _take_lock(paths)
+    try:
+        if policy is not None:
+            atomic_write(root / WITNESS_POLICY_FILE, policy)
+        name = WITNESS_POLICY_FILE if policy is not None else ""
+        atomic_write(paths.config, replace(config, witness_policy=name).to_toml().encode())
+    finally:
+        os.close(fd)
+    return parsed
+
+
 class Log:
     """An open log directory. Thread-safe; one writer process per directory."""
 
@@ -147,7 +186,7 @@ class Log:
         if not self.paths.config.exists():
             raise LogError(f"{root} is not a log directory (no log.toml); run 'overt log init'")
         self.config = load_config(self.paths.config)
-        self._lock_fd = self._take_lock()
+        self._lock_fd = _take_lock(self.paths)
         self._signer = read_private_key(self.paths.key)
         if self._signer.name != self.config.origin:
             raise LogError(
@@ -191,16 +230,6 @@ class Log:
             raise LogError(f"{path}: witness policy file is missing") from exc
         check_witness_policy(policy, self.verifier.vkey)
         return Gatherer(policy, self.config.witness_timeout_ms / 1000)
-
-    def _take_lock(self) -> int:
-        self.paths.lock.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.paths.lock, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            os.close(fd)
-            raise LogError(f"{self.paths.root} is in use by another overt process") from exc
-        return fd
 
     def _read_published(self) -> Checkpoint:
         try:
