@@ -36,7 +36,6 @@ import random
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -47,11 +46,19 @@ from pathlib import Path
 from typing import Any
 
 from common import (
+    RESULT_MARK,
+    OtherLoad,
+    children_cpu_s,
     console,
     fmt_rate,
     fmt_ratio,
     fmt_us,
+    free_port,
+    fs_type,
     print_table,
+    proc_cpu_s,
+    result_line,
+    run_child,
     summarize_ns,
     verdict,
     write_results,
@@ -69,7 +76,6 @@ TARGET_HTTP_ADD_RPS = 3_000  # acknowledged POST /add
 ADD_P99_SLACK_MS = 100  # p99 of an add must stay under integration period + this
 
 THIS_FILE = Path(__file__).resolve()
-RESULT_MARK = "BENCH_JSON "
 
 # --- wrk scripts ------------------------------------------------------------
 # Both count responses by status in response() and print one JSON line from
@@ -250,95 +256,8 @@ def dir_usage(root: Path) -> dict[str, float]:
     return {"files": files, "mb": total / 2**20}
 
 
-def fs_type(path: Path) -> str:
-    """File system type of the mount holding `path` (durability depends on it)."""
-    best, kind = "", "?"
-    target = str(path.resolve())
-    with open("/proc/mounts") as f:
-        for line in f:
-            parts = line.split()
-            mount = parts[1]
-            if (target == mount or target.startswith(mount.rstrip("/") + "/")) and len(mount) > len(
-                best
-            ):
-                best, kind = mount, parts[2]
-    return kind
-
-
-def run_child(args: Sequence[str], timeout: float) -> dict[str, Any]:
-    """Run this file with --child ARGS; return the JSON it prints last."""
-    proc = subprocess.run(
-        [sys.executable, str(THIS_FILE), "--child", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"child {args[0]} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return _result_line(proc.stdout, f"child {args[0]}")
-
-
-def _result_line(stdout: str, what: str) -> dict[str, Any]:
-    for line in reversed(stdout.splitlines()):
-        if line.startswith(RESULT_MARK):
-            result: dict[str, Any] = json.loads(line.removeprefix(RESULT_MARK))
-            return result
-    raise RuntimeError(f"{what} printed no result:\n{stdout[-3000:]}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def proc_cpu_s(pid: int) -> float:
-    """User + system CPU seconds used so far by process `pid`."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def children_cpu_s() -> float:
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return ru.ru_utime + ru.ru_stime
-
-
 def loadavg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
-
-
-class OtherLoad:
-    """CPU used by processes other than this benchmark's, between start and stop.
-
-    System-wide busy time (/proc/stat) minus this process, its waited-for
-    children and any extra pids passed in (the server). The load average would
-    count the benchmark's own children too.
-    """
-
-    def __init__(self, *pids: int) -> None:
-        self._pids = pids
-        self._t0 = time.perf_counter()
-        self._sys0 = self._system_busy_s()
-        self._own0 = self._own_s()
-
-    @staticmethod
-    def _system_busy_s() -> float:
-        with open("/proc/stat") as f:
-            values = [int(v) for v in f.readline().split()[1:]]
-        idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
-        return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-    def _own_s(self) -> float:
-        me = resource.getrusage(resource.RUSAGE_SELF)
-        return me.ru_utime + me.ru_stime + children_cpu_s() + sum(map(proc_cpu_s, self._pids))
-
-    def stop(self) -> float:
-        """Cores used by other processes on average since start."""
-        wall = time.perf_counter() - self._t0
-        others = (self._system_busy_s() - self._sys0) - (self._own_s() - self._own0)
-        return round(max(0.0, others) / wall, 2)
 
 
 # --- child processes -----------------------------------------------------------
@@ -549,6 +468,7 @@ def bench_bulk(cfg: Config, work: Path) -> tuple[Path, dict[str, Any]]:
         console.print(f"  overt: {cfg.entries:,} entries, chunks of {chunk:,} (load {load})...")
         watch = OtherLoad()
         r = run_child(
+            THIS_FILE,
             ["bulk-overt", "--path", str(d), "--entries", str(cfg.entries), "--chunk", str(chunk)],
             timeout=1800,
         )
@@ -573,6 +493,7 @@ def bench_bulk(cfg: Config, work: Path) -> tuple[Path, dict[str, Any]]:
         load = loadavg()
         watch = OtherLoad()
         pm = run_child(
+            THIS_FILE,
             [
                 "bulk-pymerkle",
                 "--path",
@@ -770,10 +691,11 @@ def drive(
         )
         if proc.returncode != 0:
             raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stderr[-2000:]}")
-        result = _result_line(proc.stdout, "wrk")
+        result = result_line(proc.stdout, "wrk")
         result["generator"] = f"wrk {' '.join(cmd[1:4])} + Lua script"
         return result
     result = run_child(
+        THIS_FILE,
         [
             "loadgen",
             "--mode",

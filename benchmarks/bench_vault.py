@@ -57,11 +57,9 @@ import json
 import os
 import pstats
 import random
-import resource
 import secrets
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -76,10 +74,20 @@ from typing import Any
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from common import (
+    HOST,
+    RESULT_MARK,
+    OtherLoad,
+    children_cpu_s,
     console,
     fmt_rate,
     fmt_ratio,
+    free_port,
+    fs_type,
+    pad,
     print_table,
+    proc_cpu_s,
+    result_line,
+    run_child,
     summarize_ns,
     verdict,
     write_results,
@@ -125,8 +133,6 @@ retention_days = 90
 
 OVERT = [sys.executable, "-m", "overt.cli"]
 THIS_FILE = Path(__file__).resolve()
-RESULT_MARK = "BENCH_JSON "
-HOST = "127.0.0.1"
 
 PEERS_NOTE = (
     "peers (no comparable vault is installable here, so they are cost floors measured in "
@@ -299,66 +305,6 @@ def batch_sizes(total: int, batch: int) -> list[int]:
     return [min(batch, total - start) for start in range(0, total, batch)]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def proc_cpu_s(pid: int) -> float:
-    """User + system CPU seconds used so far by process `pid`."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def children_cpu_s() -> float:
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return ru.ru_utime + ru.ru_stime
-
-
-def fs_type(path: Path) -> str:
-    """File system type of the mount holding `path` (durability depends on it)."""
-    best, kind = "", "?"
-    target = str(path.resolve())
-    with open("/proc/mounts") as f:
-        for line in f:
-            parts = line.split()
-            mount = parts[1]
-            if (target == mount or target.startswith(mount.rstrip("/") + "/")) and len(mount) > len(
-                best
-            ):
-                best, kind = mount, parts[2]
-    return kind
-
-
-class OtherLoad:
-    """CPU used by processes other than this benchmark's (and `pids`) between start and stop."""
-
-    def __init__(self, *pids: int) -> None:
-        self._pids = pids
-        self._t0 = time.perf_counter()
-        self._sys0 = self._system_busy_s()
-        self._own0 = self._own_s()
-
-    @staticmethod
-    def _system_busy_s() -> float:
-        with open("/proc/stat") as f:
-            values = [int(v) for v in f.readline().split()[1:]]
-        idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
-        return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-    def _own_s(self) -> float:
-        me = resource.getrusage(resource.RUSAGE_SELF)
-        return me.ru_utime + me.ru_stime + children_cpu_s() + sum(map(proc_cpu_s, self._pids))
-
-    def stop(self) -> float:
-        """Cores used by other processes on average since start."""
-        wall = time.perf_counter() - self._t0
-        others = (self._system_busy_s() - self._sys0) - (self._own_s() - self._own0)
-        return round(max(0.0, others) / wall, 2)
-
-
 _libc: ctypes.CDLL | None = None
 
 
@@ -519,28 +465,6 @@ def integration_period_ms(vault_dir: Path) -> int:
         load_config(vault_dir / "logs" / r / "log.toml").integration_period_ms for r in REGIONS
     }
     return max(periods)
-
-
-def run_child(args: Sequence[str], timeout: float) -> dict[str, Any]:
-    """Run this file with --child ARGS; return the JSON it prints last."""
-    proc = subprocess.run(
-        [sys.executable, str(THIS_FILE), "--child", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"child {args[0]} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return _result_line(proc.stdout, f"child {args[0]}")
-
-
-def _result_line(stdout: str, what: str) -> dict[str, Any]:
-    for line in reversed(stdout.splitlines()):
-        if line.startswith(RESULT_MARK):
-            result: dict[str, Any] = json.loads(line.removeprefix(RESULT_MARK))
-            return result
-    raise RuntimeError(f"{what} printed no result:\n{stdout[-3000:]}")
 
 
 def latency_summary(samples_ns: Sequence[int]) -> dict[str, float]:
@@ -988,6 +912,7 @@ def bench_http_ingest(cfg: Config, work: Path) -> dict[str, Any]:
         watch = OtherLoad(server.proc.pid)
         srv0, gen0, t0 = server.cpu_s(), children_cpu_s(), time.perf_counter()
         r = run_child(
+            THIS_FILE,
             [
                 "ingest-client",
                 "--url",
@@ -1277,10 +1202,11 @@ def drive_reads(
         )
         if proc.returncode != 0:
             raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stderr[-2000:]}")
-        result = _result_line(proc.stdout, "wrk")
+        result = result_line(proc.stdout, "wrk")
         result["generator"] = f"wrk {' '.join(cmd[1:4])} + Lua script (random ids)"
         return result
     result = run_child(
+        THIS_FILE,
         [
             "read-loadgen",
             "--url",
@@ -1521,10 +1447,6 @@ def profile_ingest(cfg: Config, work: Path, batch: int) -> dict[str, Any]:
 
 
 # --- report ------------------------------------------------------------------------------
-
-
-def pad(rows: Sequence[Sequence[str]], width: int = 6) -> list[list[str]]:
-    return [[*r, *([""] * (width - len(r)))] for r in rows]
 
 
 def report(

@@ -40,13 +40,11 @@ publication with 2 witnesses p50 <= 50 ms.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import cProfile
 import gc
 import os
 import pstats
 import random
-import resource
 import shutil
 import signal
 import socket
@@ -66,10 +64,17 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from common import (
+    HOST,
+    OtherLoad,
     console,
     fmt_rate,
     fmt_ratio,
+    free_port,
+    fs_type,
+    pad,
     print_table,
+    proc_cpu_s,
+    self_cpu_s,
     summarize_ns,
     verdict,
     write_results,
@@ -88,7 +93,6 @@ from overt.witness.witness import Witness, init_witness
 
 ENTRY_SIZE = 200
 STEP = 1_000  # entries between consecutive checkpoints
-HOST = "127.0.0.1"
 ORIGIN_BASE = "bench.overt.example/witnessed"
 PUB_ORIGIN = "bench.overt.example/published-log"
 POLICY_FILE = "witnesses.tlog-policy"
@@ -191,68 +195,6 @@ def parse_args(argv: Sequence[str]) -> Config:
 
 
 # --- helpers -----------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def proc_cpu_s(pid: int) -> float:
-    """User + system CPU seconds used so far by process `pid`."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def self_cpu_s() -> float:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
-
-
-def fs_type(path: Path) -> str:
-    """File system type of the mount holding `path` (fsync cost depends on it)."""
-    best, kind = "", "?"
-    target = str(path.resolve())
-    with open("/proc/mounts") as f:
-        for line in f:
-            parts = line.split()
-            mount = parts[1]
-            if (target == mount or target.startswith(mount.rstrip("/") + "/")) and len(mount) > len(
-                best
-            ):
-                best, kind = mount, parts[2]
-    return kind
-
-
-class OtherLoad:
-    """Cores used by processes other than this benchmark (and the given pids) meanwhile."""
-
-    def __init__(self, *pids: int) -> None:
-        self._pids = pids
-        self._t0 = time.perf_counter()
-        self._sys0 = self._system_busy_s()
-        self._own0 = self._own_s()
-
-    @staticmethod
-    def _system_busy_s() -> float:
-        with open("/proc/stat") as f:
-            values = [int(v) for v in f.readline().split()[1:]]
-        idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
-        return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-    def _own_s(self) -> float:
-        total = self_cpu_s()
-        for pid in self._pids:
-            with contextlib.suppress(OSError):  # the process may have exited
-                total += proc_cpu_s(pid)
-        return total
-
-    def stop(self) -> float:
-        wall = time.perf_counter() - self._t0
-        others = (self._system_busy_s() - self._sys0) - (self._own_s() - self._own0)
-        return round(max(0.0, others) / wall, 2)
 
 
 def ms(summary: dict[str, float], key: str) -> float:
@@ -713,7 +655,7 @@ def drive_sequential(
 ) -> tuple[dict[str, Any], dict[int, bytes]]:
     requests = [encode_post(server.port, "/add-checkpoint", b) for b in bodies]
     gc.collect()
-    watch = OtherLoad(server.proc.pid)
+    watch = OtherLoad(server.proc.pid, count_children=False)
     cpu0, me0 = server.cpu_s(), self_cpu_s()
     r = run_chain(server.port, requests, keep)
     cpu, me = server.cpu_s() - cpu0, self_cpu_s() - me0
@@ -725,7 +667,7 @@ def drive_parallel(
 ) -> tuple[dict[str, Any], list[dict[int, bytes]]]:
     per_chain = [[encode_post(server.port, "/add-checkpoint", b) for b in c.bodies] for c in chains]
     gc.collect()
-    watch = OtherLoad(server.proc.pid)
+    watch = OtherLoad(server.proc.pid, count_children=False)
     cpu0, me0 = server.cpu_s(), self_cpu_s()
     results, wall = run_parallel(server.port, per_chain, keep)
     cpu, me = server.cpu_s() - cpu0, self_cpu_s() - me0
@@ -766,7 +708,7 @@ def inprocess_round(directory: Path, chain: Chain, *, durable: bool = True) -> d
     try:
         if not durable:
             witness.store._db.execute("PRAGMA synchronous=OFF")  # diagnostic only
-        watch = OtherLoad()
+        watch = OtherLoad(count_children=False)
         r = time_inprocess(witness, chain.bodies)
         r["other_processes_cores"] = watch.stop()
     finally:
@@ -1084,7 +1026,7 @@ def bench_publication(cfg: Config, work: Path) -> dict[str, Any]:
             witnessed, plain = Adds(wlog), Adds(plog)
             rng = random.Random(f"publication:{cfg.seed}")
             probe = disk_probe(work, cfg)
-            watch = OtherLoad(*(s.proc.pid for s in servers))
+            watch = OtherLoad(*(s.proc.pid for s in servers), count_children=False)
             cpu0 = [s.cpu_s() for s in servers]
             gc.collect()
             for i in range(total):
@@ -1143,10 +1085,6 @@ def bench_publication(cfg: Config, work: Path) -> dict[str, Any]:
 
 
 # --- report --------------------------------------------------------------------------
-
-
-def pad(rows: Sequence[Sequence[str]], width: int = 6) -> list[list[str]]:
-    return [[*r, *([""] * (width - len(r)))] for r in rows]
 
 
 def fmt_range(m: dict[str, Any]) -> str:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
+import resource
+import socket
 import statistics
+import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -151,3 +156,110 @@ def fmt_us(us: float) -> str:
 
 def fmt_ratio(ratio: float | None) -> str:
     return "" if ratio is None else f"{ratio:,.1f}×"
+
+
+# --- processes, ports and machine load, shared by the service benchmarks -----
+
+HOST = "127.0.0.1"
+# A child process prints its result as the last line starting with this mark.
+RESULT_MARK = "BENCH_JSON "
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds used so far by process `pid`."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def self_cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def children_cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def fs_type(path: Path) -> str:
+    """File system type of the mount holding `path` (durability and fsync cost depend on it)."""
+    best, kind = "", "?"
+    target = str(path.resolve())
+    with open("/proc/mounts") as f:
+        for line in f:
+            parts = line.split()
+            mount = parts[1]
+            if (target == mount or target.startswith(mount.rstrip("/") + "/")) and len(mount) > len(
+                best
+            ):
+                best, kind = mount, parts[2]
+    return kind
+
+
+class OtherLoad:
+    """CPU used by processes other than this benchmark's, between start and stop.
+
+    System-wide busy time (/proc/stat) minus this process, the given pids (a
+    server) and, with `count_children`, its waited-for children. The load
+    average would count the benchmark's own children too.
+    """
+
+    def __init__(self, *pids: int, count_children: bool = True) -> None:
+        self._pids = pids
+        self._count_children = count_children
+        self._t0 = time.perf_counter()
+        self._sys0 = self._system_busy_s()
+        self._own0 = self._own_s()
+
+    @staticmethod
+    def _system_busy_s() -> float:
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+        return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+    def _own_s(self) -> float:
+        total = self_cpu_s() + (children_cpu_s() if self._count_children else 0.0)
+        for pid in self._pids:
+            with contextlib.suppress(OSError):  # the process may have exited
+                total += proc_cpu_s(pid)
+        return total
+
+    def stop(self) -> float:
+        """Cores used by other processes on average since start."""
+        wall = time.perf_counter() - self._t0
+        others = (self._system_busy_s() - self._sys0) - (self._own_s() - self._own0)
+        return round(max(0.0, others) / wall, 2)
+
+
+def run_child(script: Path, args: Sequence[str], timeout: float) -> dict[str, Any]:
+    """Run `script` with --child ARGS; return the JSON it prints last."""
+    proc = subprocess.run(
+        [sys.executable, str(script), "--child", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"child {args[0]} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return result_line(proc.stdout, f"child {args[0]}")
+
+
+def result_line(stdout: str, what: str) -> dict[str, Any]:
+    for line in reversed(stdout.splitlines()):
+        if line.startswith(RESULT_MARK):
+            result: dict[str, Any] = json.loads(line.removeprefix(RESULT_MARK))
+            return result
+    raise RuntimeError(f"{what} printed no result:\n{stdout[-3000:]}")
+
+
+def pad(rows: Sequence[Sequence[str]], width: int = 6) -> list[list[str]]:
+    return [[*r, *([""] * (width - len(r)))] for r in rows]
