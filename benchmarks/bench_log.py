@@ -47,6 +47,7 @@ from typing import Any
 
 from common import (
     RESULT_MARK,
+    WRK_LUA_REPORT,
     OtherLoad,
     children_cpu_s,
     console,
@@ -82,38 +83,16 @@ THIS_FILE = Path(__file__).resolve()
 # done(); latencies from wrk are in µs. Threads get an id in setup() so bodies
 # and random streams differ per thread.
 
-WRK_COMMON = r"""
+WRK_COMMON = (
+    r"""
 local threads = {}
 function setup(thread)
   thread:set("id", #threads)
   table.insert(threads, thread)
 end
-function response(status, headers, body)
-  counts[status] = (counts[status] or 0) + 1
-end
-function done(summary, latency, requests)
-  local merged = {}
-  for _, t in ipairs(threads) do
-    for status, n in pairs(t:get("counts")) do
-      merged[status] = (merged[status] or 0) + n
-    end
-  end
-  local parts = {}
-  for status, n in pairs(merged) do
-    table.insert(parts, string.format('"%d": %d', status, n))
-  end
-  local e = summary.errors
-  io.write(string.format(
-    '%s{"requests": %d, "duration_us": %d, "bytes": %d, ' ..
-    '"errors": {"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}, ' ..
-    '"latency_us": {"p50": %d, "p90": %d, "p99": %d, "p999": %d, "max": %d, "mean": %.1f}, ' ..
-    '"status": {%s}}\n',
-    "BENCH_JSON ", summary.requests, summary.duration, summary.bytes,
-    e.connect, e.read, e.write, e.status, e.timeout,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99),
-    latency:percentile(99.9), latency.max, latency.mean, table.concat(parts, ", ")))
-end
 """
+    + WRK_LUA_REPORT
+)
 
 WRK_PROOF = (
     WRK_COMMON

@@ -263,3 +263,33 @@ def result_line(stdout: str, what: str) -> dict[str, Any]:
 
 def pad(rows: Sequence[Sequence[str]], width: int = 6) -> list[list[str]]:
     return [[*r, *([""] * (width - len(r)))] for r in rows]
+
+
+# Appended to each wrk Lua script: count statuses per thread and print one
+# RESULT_MARK line of JSON (requests, errors, latency percentiles, statuses).
+WRK_LUA_REPORT = r"""function response(status, headers, body)
+  counts[status] = (counts[status] or 0) + 1
+end
+function done(summary, latency, requests)
+  local merged = {}
+  for _, t in ipairs(threads) do
+    for status, n in pairs(t:get("counts")) do
+      merged[status] = (merged[status] or 0) + n
+    end
+  end
+  local parts = {}
+  for status, n in pairs(merged) do
+    table.insert(parts, string.format('"%d": %d', status, n))
+  end
+  local e = summary.errors
+  io.write(string.format(
+    '%s{"requests": %d, "duration_us": %d, "bytes": %d, ' ..
+    '"errors": {"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}, ' ..
+    '"latency_us": {"p50": %d, "p90": %d, "p99": %d, "p999": %d, "max": %d, "mean": %.1f}, ' ..
+    '"status": {%s}}\n',
+    "BENCH_JSON ", summary.requests, summary.duration, summary.bytes,
+    e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency:percentile(99.9), latency.max, latency.mean, table.concat(parts, ", ")))
+end
+"""
