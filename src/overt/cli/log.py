@@ -8,7 +8,6 @@ import os
 import sys
 from pathlib import Path
 
-import httpx
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -27,8 +26,9 @@ from overt.durable import atomic_write
 from overt.errors import MalformedError
 from overt.log.config import LogConfig
 from overt.log.fsck import verify_log
-from overt.log.log import Log, LogError, LogPaths, init_log, set_witness_policy
+from overt.log.log import LogPaths, init_log, set_witness_policy
 from overt.log.remote import FileMemory, default_state_dir, open_source
+from overt.log.submit import add_entries, running_server
 from overt.tlog.client import LogClient
 from overt.tlog.proof import TlogProof
 
@@ -125,36 +125,6 @@ def serve(
         server_file.unlink(missing_ok=True)
 
 
-def _running_server(directory: Path) -> str | None:
-    try:
-        info = json.loads((directory / "state" / "server.json").read_text())
-        return str(info["url"])
-    except (FileNotFoundError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _add_http(url: str, token: str, entries: list[bytes]) -> tuple[list[int], int]:
-    indexes: list[int] = []
-    size = 0
-    with httpx.Client(timeout=120) as http, _progress() as progress:
-        task = progress.add_task("adding", total=len(entries))
-        for start in range(0, len(entries), 5000):
-            chunk = entries[start : start + 5000]
-            body = {"entries": [base64.b64encode(e).decode() for e in chunk]}
-            resp = http.post(
-                f"{url}/add-batch?wait=true",
-                json=body,
-                headers={"Authorization": f"Bearer {token}"},
-            )
-            if resp.status_code != 200:
-                fail(f"{url}: HTTP {resp.status_code}: {resp.text.strip()}")
-            answer = resp.json()
-            indexes.extend(answer["indexes"])
-            size = answer.get("size") or size
-            progress.advance(task, len(chunk))
-    return indexes, size
-
-
 @app.command()
 @handle_errors
 def add(
@@ -181,24 +151,10 @@ def add(
         names.append(str(f))
     if not entries:
         fail("nothing to add: give FILE arguments or --lines FILE")
-    try:
-        log = Log(directory)
-    except LogError as exc:
-        url = _running_server(directory)
-        if url is None or "in use" not in str(exc):
-            raise
-        token = LogPaths(directory).token.read_text().strip()
-        indexes, size = _add_http(url, token, entries)
-    else:
-        with log, _progress() as progress:
-            task = progress.add_task("adding", total=len(entries))
-            indexes = []
-            for start in range(0, len(entries), 10_000):
-                chunk = entries[start : start + 10_000]
-                indexes.extend(log.sequence(chunk))
-                log.integrate()
-                progress.advance(task, len(chunk))
-            size = log.checkpoint.size
+    with _progress() as progress:
+        task = progress.add_task("adding", total=len(entries))
+        added = add_entries(str(directory), entries, progress=lambda n: progress.advance(task, n))
+    indexes, size = added.indexes, added.size
     if len(entries) <= 100:
         for name, index in zip(names, indexes, strict=True):
             out.print(f"{index}\t{name}", soft_wrap=True)
@@ -270,7 +226,7 @@ def status(
     out.print(f"size:     {cp.size}")
     out.print(f"root:     {base64.b64encode(cp.root_hash).decode()}")
     path = Path(source)
-    url = _running_server(path) if (path / "log.toml").is_file() else None
+    url = running_server(path) if (path / "log.toml").is_file() else None
     if url:
         out.print(f"server:   {url}")
 

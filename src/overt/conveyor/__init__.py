@@ -1,0 +1,1 @@
+"""The build conveyor: recipes, isolated reproducible builds, SLSA provenance."""

@@ -1,0 +1,1 @@
+"""Independent rebuilders: rebuild, compare, explain the difference, attest (SLSA VSA)."""
