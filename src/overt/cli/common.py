@@ -99,3 +99,13 @@ def serve_forever(app: Any, host: str, port: int, what: str) -> None:
 
     err.print(f"{what} serving at http://{host}:{port}/ (Ctrl-C to stop)", soft_wrap=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def step_reporter(status: Any) -> Callable[[str], None]:
+    """Show each step of a long job: on the spinner line, and as a line of its own."""
+
+    def step(message: str) -> None:
+        status.update(message)
+        err.print(f"  {message}", soft_wrap=True, markup=False)
+
+    return step

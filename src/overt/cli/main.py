@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from overt import __version__
-from overt.cli import demo, keys, log, monitor, note, tlog, vault, witness
+from overt.cli import conveyor, demo, keys, log, monitor, note, rebuild, tlog, vault, witness
 
 app = typer.Typer(
     name="overt",
@@ -21,6 +21,8 @@ app.add_typer(tlog.app, name="tlog")
 app.add_typer(log.app, name="log")
 app.add_typer(witness.app, name="witness")
 app.add_typer(monitor.app, name="monitor")
+app.add_typer(conveyor.app, name="conveyor")
+app.add_typer(rebuild.app, name="rebuild")
 app.add_typer(vault.app, name="vault")
 app.add_typer(vault.access_app, name="access")
 app.command("demo")(demo.demo)

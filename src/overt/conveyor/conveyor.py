@@ -101,7 +101,8 @@ class Conveyor:
         builder_id = config.get("conveyor", {}).get("builder_id")
         if not isinstance(builder_id, str) or not builder_id:
             raise MalformedError(f"{config_file}: conveyor.builder_id must be a non-empty string")
-        self.root = root
+        # Absolute: builds run in other directories and must find the toolchain.
+        self.root = root.resolve()
         self.builder_id = builder_id
         self.signer = read_private_key(root / "secrets" / "conveyor.key")
         self.vkey = str(self.signer.verifier_key())

@@ -176,7 +176,8 @@ class Rebuilder:
         keys = config.get("conveyor_keys")
         if not isinstance(keys, list) or not keys:
             raise MalformedError(f"{config_file}: rebuilder.conveyor_keys must be a non-empty list")
-        self.root = root
+        # Absolute: builds run in other directories and must find the toolchain.
+        self.root = root.resolve()
         self.id: str = config["id"]
         self.log: str = config["log"]
         self.log_verifier = ed25519_verifier(config["log_key"])
@@ -321,7 +322,7 @@ class Rebuilder:
                 log,
                 step,
             )
-        except (BuildError, ToolchainError) as exc:
+        except (BuildError, ToolchainError, MalformedError) as exc:
             return verdict(FAIL, f"the rebuild failed: {exc}")
         rebuilt = {a.name: a for a in built.artifacts}
         checks = [
@@ -343,7 +344,8 @@ class Rebuilder:
         tampered = [c.name for c in checks if c.tampered]
         mismatched = [c for c in checks if not c.reproduced]
         if not mismatched and not extra and not tampered:
-            return verdict(GOOD, f"all {len(checks)} artifacts rebuilt bit for bit")
+            count = "the artifact" if len(checks) == 1 else f"all {len(checks)} artifacts"
+            return verdict(GOOD, f"{count} rebuilt bit for bit")
         differences = tuple(
             compare_artifact(
                 c.name,
