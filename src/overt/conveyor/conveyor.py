@@ -90,7 +90,8 @@ class Release:
 
 
 class Conveyor:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, cache: Path | None = None) -> None:
+        """`cache` holds the toolchain environments (default ROOT/cache/toolchains)."""
         config_file = root / "conveyor.toml"
         if not config_file.is_file():
             raise ConveyorError(f"{root} is not a conveyor directory; run 'overt conveyor init'")
@@ -106,6 +107,7 @@ class Conveyor:
         self.builder_id = builder_id
         self.signer = read_private_key(root / "secrets" / "conveyor.key")
         self.vkey = str(self.signer.verifier_key())
+        self.cache = (cache or self.root / "cache" / "toolchains").resolve()
 
     @property
     def releases(self) -> Path:
@@ -158,7 +160,7 @@ class Conveyor:
             build_dir,
             exported.source,
             env,
-            self.root / "cache" / "toolchains",
+            self.cache,
             build_log,
             step,
         )

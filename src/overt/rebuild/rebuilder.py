@@ -162,7 +162,8 @@ class Outcome:
 
 
 class Rebuilder:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, cache: Path | None = None) -> None:
+        """`cache` holds the toolchain environments (default ROOT/cache/toolchains)."""
         config_file = root / "rebuilder.toml"
         if not config_file.is_file():
             raise RebuildError(f"{root} is not a rebuilder directory; run 'overt rebuild init'")
@@ -185,6 +186,7 @@ class Rebuilder:
         self.artifacts: str | None = config.get("artifacts")
         self.signer = read_private_key(root / "secrets" / "rebuilder.key")
         self.vkey = str(self.signer.verifier_key())
+        self.cache = (cache or self.cache).resolve()
         token_file = root / "secrets" / "log-token"
         self.token = token_file.read_text().strip() if token_file.is_file() else None
         self._client: LogClient | None = None
@@ -318,7 +320,7 @@ class Rebuilder:
                 build_dir,
                 provenance.source,
                 env,
-                self.root / "cache" / "toolchains",
+                self.cache,
                 log,
                 step,
             )
