@@ -186,7 +186,7 @@ class Rebuilder:
         self.artifacts: str | None = config.get("artifacts")
         self.signer = read_private_key(root / "secrets" / "rebuilder.key")
         self.vkey = str(self.signer.verifier_key())
-        self.cache = (cache or self.cache).resolve()
+        self.cache = (cache or self.root / "cache" / "toolchains").resolve()
         token_file = root / "secrets" / "log-token"
         self.token = token_file.read_text().strip() if token_file.is_file() else None
         self._client: LogClient | None = None
