@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
@@ -51,6 +52,36 @@ def test_demo_layout(demo_dir: Path) -> None:
     ]:
         assert (demo_dir / rel).is_file(), rel
     assert (demo_dir / "logs/releases/secrets/log.key").stat().st_mode & 0o077 == 0
+
+
+def logged_entry(log: Path, index: int) -> bytes:
+    proc = subprocess.run(
+        [*OVERT, "log", "get", str(log), str(index)], capture_output=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_demo_builds_a_release_through_the_conveyor_and_a_supervisor_rebuilds_it(
+    demo_dir: Path,
+) -> None:
+    release = demo_dir / "conveyor" / "releases" / "hello-overt" / "1.0.0"
+    provenance = release / "provenance.dsse.json"
+    assert (release / "hello_overt-1.0.0-py3-none-any.whl").is_file()
+    inspected = overt(
+        "conveyor", "inspect", provenance, "--key", demo_dir / "conveyor" / "conveyor.vkey"
+    )
+    assert inspected.returncode == 0, inspected.stderr
+    assert "hello-overt 1.0.0" in inspected.stdout
+    # The supervisor's verdict is GOOD (VSA PASSED), and both attestations are logged.
+    status = overt("rebuild", "status", demo_dir / "rebuilders" / "lucerne", "--json")
+    assert status.returncode == 0, status.stderr
+    (row,) = json.loads(status.stdout)["releases"]
+    assert row["status"] == "GOOD"
+    log = demo_dir / "logs" / "releases"
+    assert logged_entry(log, row["index"]) == provenance.read_bytes()
+    vsa = demo_dir / "rebuilders" / "lucerne" / "results" / str(row["index"]) / "vsa.dsse.json"
+    assert logged_entry(log, row["vsa_index"]) == vsa.read_bytes()
 
 
 def test_demo_proof_verifies_with_the_cli(demo_dir: Path) -> None:

@@ -36,8 +36,11 @@ def demo(
 
     It creates a release log and starts its server on localhost, adds sample
     release records over HTTP, re-reads and verifies them as a client would,
-    has three witnesses cosign the checkpoint, writes a customer trust policy
+    has two witnesses cosign the checkpoint, writes a customer trust policy
     and an offline proof, verifies it (and shows a tampered entry refused).
+    The build conveyor builds a sample product from a commit and logs its
+    provenance; a supervisor's rebuilder rebuilds it and logs its verdict.
+    The data vault routes, logs and audits customer data.
     Then it keeps serving until Ctrl-C.
     """
     host, port = parse_listen(listen)
@@ -59,6 +62,13 @@ def demo(
         soft_wrap=True,
     )
     out.print(f"  overt log verify {rel}/logs/releases", soft_wrap=True)
+    if result.release is not None:
+        provenance = result.release.release.envelope_path.relative_to(result.root)
+        out.print(
+            f"  overt conveyor inspect {rel / provenance} --key {rel}/conveyor/conveyor.vkey",
+            soft_wrap=True,
+        )
+        out.print(f"  overt rebuild status {rel}/rebuilders/lucerne", soft_wrap=True)
     out.print(f"  Layout of {rel}/ is described in docs/demo.md.")
     if not serve:
         result.server.stop()
@@ -69,6 +79,9 @@ def demo(
     out.print(f"  curl -s {base}/checkpoint")
     out.print(f"  curl -s {base}/entry/{42}")
     out.print(f"  overt log status {base}  --key {rel}/logs/releases/log.vkey", soft_wrap=True)
+    if result.release is not None:
+        site = base.rsplit("/logs/", 1)[0]
+        out.print(f"  curl -s {site}/rebuilders/lucerne/api/v0/pkgs/list", soft_wrap=True)
     # Ctrl-C, or SIGTERM from a service manager, stops the demo cleanly.
     signal.signal(signal.SIGTERM, _interrupt)
     try:

@@ -10,11 +10,13 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 
 from overt import __version__
 from overt.log.log import Log
 from overt.web.errors import install_error_handlers
 from overt.web.log_api import LogService, log_router
+from overt.web.rebuild_api import create_rebuilder_app
 from overt.web.tiles import tiles_router
 from overt.web.witness_api import create_witness_app
 
@@ -48,7 +50,10 @@ def create_log_app(log_dir: Path) -> FastAPI:
 
 
 def create_app(
-    deployment: Path, live_logs: tuple[str, ...] = (), witnesses: tuple[str, ...] = ()
+    deployment: Path,
+    live_logs: tuple[str, ...] = (),
+    witnesses: tuple[str, ...] = (),
+    rebuilders: tuple[str, ...] = (),
 ) -> FastAPI:
     """Serve every log under ``deployment/logs/<name>/`` at ``/logs/<name>/``.
 
@@ -57,6 +62,9 @@ def create_app(
     in `witnesses` (``deployment/witnesses/<name>/``) are served at
     ``/witnesses/<name>/``, and a vault's access logs
     (``deployment/vault/logs/<region>/``) read-only at ``/access-logs/<region>/``.
+    Rebuilders named in `rebuilders` (``deployment/rebuilders/<name>/``) are
+    served at ``/rebuilders/<name>/``, and the conveyor's releases
+    (``deployment/conveyor/releases/``) as static files at ``/releases/``.
     """
     logs_dir = deployment / "logs"
     names = (
@@ -86,6 +94,16 @@ def create_app(
         )
     for name in witnesses:
         app.mount(f"/witnesses/{name}", create_witness_app(deployment / "witnesses" / name))
+    for name in rebuilders:
+        app.mount(
+            f"/rebuilders/{name}",
+            create_rebuilder_app(deployment / "rebuilders" / name, f"/rebuilders/{name}"),
+        )
+    app.mount(
+        "/releases",
+        StaticFiles(directory=deployment / "conveyor" / "releases", check_dir=False),
+        name="releases",
+    )
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:

@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from overt import __version__
+from overt.log.log import NotFound
 from overt.rebuild.queue import RebuildQueue, Row
 from overt.rebuild.rebuilder import RESULT_FILES
 from overt.web.errors import error, install_error_handlers
@@ -34,14 +35,16 @@ MEDIA_TYPES = {
 
 
 def create_rebuilder_app(root: Path, prefix: str = "") -> FastAPI:
-    """`prefix` is where the app is mounted, for the links it returns."""
-    if not (root / "rebuilder.toml").is_file():
-        raise FileNotFoundError(f"{root} is not a rebuilder directory")
+    """`prefix` is where the app is mounted, for the links it returns.
+
+    The directory is read on each request, so it may be created after the app.
+    """
     app = FastAPI(title="Overt rebuilder", version=__version__)
     install_error_handlers(app)
-    vkey = (root / "rebuilder.vkey").read_text().strip()
 
     def queue() -> RebuildQueue:
+        if not (root / "rebuilder.toml").is_file():
+            raise NotFound(f"{root.name} is not a rebuilder directory (yet)")
         return RebuildQueue(root / "state")
 
     def links(row: Row) -> dict[str, str]:
@@ -91,6 +94,7 @@ def create_rebuilder_app(root: Path, prefix: str = "") -> FastAPI:
             scanned = q.scanned()
         finally:
             q.close()
+        vkey = (root / "rebuilder.vkey").read_text().strip()
         return JSONResponse({"rebuilder": vkey, "scanned": scanned, "statuses": dict(counts)})
 
     return app

@@ -1,0 +1,117 @@
+"""The demo's sample release: built by the conveyor, logged, rebuilt by a supervisor.
+
+The sample product is `examples/hello-product` from the source checkout (a
+small Python package built into a wheel and an sdist with a hash-locked
+backend). It is committed into a git repository of its own under
+`DEMO/sources/`, because the conveyor builds commits, never working copies.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from overt.conveyor.conveyor import Conveyor, Release, init_conveyor
+from overt.errors import VerificationError
+from overt.rebuild.queue import Watcher
+from overt.rebuild.rebuilder import GOOD, Outcome, Rebuilder, init_rebuilder
+
+Say = Callable[[str, str], None]
+
+PRODUCT = "hello-product"
+REBUILDER = "lucerne"
+# A fixed commit date keeps the sample's SOURCE_DATE_EPOCH, hence its bytes, stable.
+COMMIT_DATE = "2026-11-02T09:00:00+00:00"
+
+
+@dataclass(frozen=True)
+class DemoRelease:
+    release: Release
+    outcome: Outcome
+
+
+def examples_dir() -> Path | None:
+    """`examples/` of the source checkout this package runs from, if there is one."""
+    candidate = Path(__file__).resolve().parents[3] / "examples"
+    return candidate if (candidate / PRODUCT / "overt.toml").is_file() else None
+
+
+def _commit_sample(source: Path, dest: Path) -> None:
+    shutil.copytree(source, dest, ignore=shutil.ignore_patterns("dist", "build", "*.egg-info"))
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_DATE": COMMIT_DATE,
+        "GIT_COMMITTER_DATE": COMMIT_DATE,
+        "GIT_AUTHOR_NAME": "Acme Release Engineering",
+        "GIT_AUTHOR_EMAIL": "releases@acme.example",
+        "GIT_COMMITTER_NAME": "Acme Release Engineering",
+        "GIT_COMMITTER_EMAIL": "releases@acme.example",
+    }
+    for args in (
+        ["init", "--quiet", "--initial-branch=main"],
+        ["add", "--all"],
+        ["commit", "--quiet", "--message", "hello-overt 1.0.0"],
+    ):
+        subprocess.run(["git", *args], cwd=dest, env=env, check=True, capture_output=True)
+
+
+def build_and_rebuild(
+    root: Path, say: Say, log_url: str, log_vkey: str, token: str, releases_url: str
+) -> DemoRelease | None:
+    """Build the sample through the conveyor, log it, rebuild it and log the verdict."""
+    examples = examples_dir()
+    if examples is None:
+        say("conveyor", "skipped: examples/ is not here (run the demo from a source checkout)")
+        return None
+    sources = root / "sources" / PRODUCT
+    _commit_sample(examples / PRODUCT, sources)
+
+    conveyor_dir = root / "conveyor"
+    conveyor_vkey = init_conveyor(
+        conveyor_dir, "conveyor.demo.overt.example", "https://demo.overt.example/conveyor/zurich"
+    )
+    conveyor = Conveyor(conveyor_dir)
+    release = conveyor.build(sources, log=log_url, token=token, step=lambda s: say("conveyor", s))
+    names = ", ".join(a.name for a in release.artifacts)
+    say(
+        "conveyor",
+        f"built {names} from commit {release.provenance.source.commit}; signed provenance "
+        f"logged as entry {release.log_index}",
+    )
+
+    rebuilder_dir = root / "rebuilders" / REBUILDER
+    init_rebuilder(
+        rebuilder_dir,
+        f"rebuilder.demo.overt.example/{REBUILDER}",
+        f"https://demo.overt.example/rebuilders/{REBUILDER}",
+        log_url,
+        log_vkey,
+        [conveyor_vkey],
+        artifacts=releases_url,
+        token=token,
+    )
+    # The supervisor's watcher finds the release in the log by itself.
+    with Watcher(Rebuilder(rebuilder_dir)) as watcher:
+        done = watcher.run_once(lambda s: say("rebuild", s))
+    outcomes = [o for o in done.rebuilt or [] if o.index == release.log_index]
+    if not outcomes:
+        raise VerificationError(
+            f"demo self-check failed: the rebuilder did not find the release: {done.errors}"
+        )
+    outcome = outcomes[0]
+    if outcome.status != GOOD:
+        raise VerificationError(
+            f"demo self-check failed: the sample did not rebuild: {outcome.reason}"
+        )
+    env = outcome.summary.environment
+    say(
+        "rebuild",
+        f"{REBUILDER} rebuilt it in {env.get('buildPath')} with TZ={env.get('tz')}, "
+        f"LC_ALL={env.get('locale')}: {outcome.reason}; VSA PASSED logged as entry "
+        f"{outcome.vsa_index}",
+    )
+    return DemoRelease(release, outcome)
