@@ -27,15 +27,21 @@ RESULTS_DIR = BENCH_DIR / "results"
 console = Console(width=None if sys.stdout.isatty() else 120)
 
 
+def nearest_rank(ordered: Sequence[int], pct: int) -> int:
+    """The pct-th percentile (nearest rank) of samples sorted ascending."""
+    if not ordered:
+        raise ValueError("no samples")
+    return ordered[max(1, -(-pct * len(ordered) // 100)) - 1]  # ceil(pct/100 * n), 1-based
+
+
 def summarize_ns(samples_ns: Sequence[int]) -> dict[str, float]:
     """Median, p99 (nearest rank), mean and min of per-operation timings, in µs."""
     if not samples_ns:
         raise ValueError("no samples")
     ordered = sorted(samples_ns)
-    p99_rank = max(1, -(-99 * len(ordered) // 100))  # ceil(0.99 * n), 1-based
     return {
         "median_us": statistics.median(ordered) / 1000,
-        "p99_us": ordered[p99_rank - 1] / 1000,
+        "p99_us": nearest_rank(ordered, 99) / 1000,
         "mean_us": statistics.fmean(ordered) / 1000,
         "min_us": ordered[0] / 1000,
         "count": len(ordered),
