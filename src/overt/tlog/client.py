@@ -205,6 +205,7 @@ class LogClient:
         self._policy = policy
         self._memory = memory if memory is not None else DictMemory()
         self._tiles: VerifiedTiles | None = None
+        self._signed = ""
 
     def _open(self, signed: str) -> Checkpoint:
         if self._policy is not None:
@@ -262,6 +263,7 @@ class LogClient:
                     ) from exc
         self._memory.store(identity, signed)
         self._tiles = tiles
+        self._signed = signed
         return new
 
     @property
@@ -274,6 +276,12 @@ class LogClient:
     @property
     def checkpoint(self) -> Checkpoint:
         return self.tiles.checkpoint
+
+    @property
+    def signed_checkpoint(self) -> str:
+        """The current checkpoint note exactly as the log served it (with cosignatures)."""
+        self.tiles  # noqa: B018 (fetches and verifies the checkpoint on first use)
+        return self._signed
 
     def entries(self, start: int = 0, end: int | None = None) -> Iterator[tuple[int, bytes]]:
         """Verified entries [start, end) of the current checkpoint."""

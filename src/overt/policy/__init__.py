@@ -1,0 +1,1 @@
+"""Customer trust policy and the one verifier every client path goes through."""
