@@ -5,7 +5,20 @@ from __future__ import annotations
 import typer
 
 from overt import __version__
-from overt.cli import conveyor, demo, keys, log, monitor, note, rebuild, tlog, vault, witness
+from overt.cli import (
+    conveyor,
+    demo,
+    keys,
+    log,
+    monitor,
+    note,
+    policy,
+    rebuild,
+    tlog,
+    updates,
+    vault,
+    witness,
+)
 
 app = typer.Typer(
     name="overt",
@@ -23,6 +36,10 @@ app.add_typer(witness.app, name="witness")
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(conveyor.app, name="conveyor")
 app.add_typer(rebuild.app, name="rebuild")
+app.add_typer(policy.app, name="policy")
+app.add_typer(updates.app, name="updates")
+app.command("verify")(policy.verify)
+app.command("update")(updates.update)
 app.add_typer(vault.app, name="vault")
 app.add_typer(vault.access_app, name="access")
 app.command("demo")(demo.demo)

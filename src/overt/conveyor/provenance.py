@@ -11,6 +11,7 @@ how to rebuild.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +24,12 @@ from overt.errors import MalformedError
 PROVENANCE_TYPE = "https://slsa.dev/provenance/v1"
 BUILD_TYPE = "https://overt.dev/conveyor/build/v1"
 
+# RFC 3339 date-time (section 5.6); Python's fromisoformat alone also takes
+# other ISO 8601 forms (week dates, basic format, no seconds).
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?P<offset>[Zz]|[+-]\d{2}:\d{2})?"
+)
+
 
 def rfc3339(when: float) -> str:
     return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -31,12 +38,15 @@ def rfc3339(when: float) -> str:
 def parse_rfc3339(value: Any, where: str) -> datetime:
     if not isinstance(value, str):
         raise MalformedError(f"{where} must be an RFC 3339 timestamp string")
+    match = _RFC3339.fullmatch(value)
+    if match is None:
+        raise MalformedError(f"{where} is not an RFC 3339 timestamp: {value!r}")
+    if match.group("offset") is None:
+        raise MalformedError(f"{where} must carry a time zone (e.g. a trailing Z)")
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
     except ValueError as exc:
         raise MalformedError(f"{where} is not an RFC 3339 timestamp: {value!r}") from exc
-    if parsed.tzinfo is None:
-        raise MalformedError(f"{where} must carry a time zone (e.g. a trailing Z)")
     return parsed
 
 

@@ -161,6 +161,8 @@ class _Fields:
     def integer(self, key: str, default: int | None, low: int, high: int) -> int | None:
         value = self.doc.get(key, default)
         if value is None:
+            if key in self.doc:  # an explicit null (JSON), not an absent field
+                raise self.bad(key, f"must be an integer from {low} to {high}")
             return None
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise self.bad(key, f"must be an integer from {low} to {high}")

@@ -163,6 +163,8 @@ class RebuildQueue:
         return [Row(*r) for r in found]
 
     def row(self, index: int) -> Row | None:
+        if not 0 <= index < 2**63:  # beyond what SQLite stores: never a log index
+            return None
         found = self.db.execute(
             "SELECT idx, product, version, status, reason, vsa_index, attempts, updated "
             "FROM releases WHERE idx = ?",

@@ -242,6 +242,12 @@ class Rebuilder:
     def rebuild(self, index: int, entry: bytes, step: Step = lambda _: None) -> Outcome:
         provenance = self.read_provenance(entry)
         recipe = provenance.recipe
+        if recipe.build_path is not None and Path(recipe.build_path).exists():
+            # As on the conveyor: a fixed path may hold anything; it is never deleted.
+            raise RebuildError(
+                f"build.path {recipe.build_path} already exists: remove it (it may be left over "
+                "from an interrupted rebuild) or rebuild on another machine"
+            )
         step(f"rebuilding {recipe.name} {recipe.version} (log entry {index})")
         results = self.results_dir(index)
         shutil.rmtree(results, ignore_errors=True)
@@ -285,8 +291,6 @@ class Rebuilder:
             if recipe.build_path
             else scratch / f"src-{secrets.token_hex(4)}"
         )
-        if recipe.build_path and build_dir.exists():
-            shutil.rmtree(build_dir)
         env = self._environment(provenance, scratch)
         described = env.described() | {"buildPath": str(build_dir), "machine": socket.gethostname()}
         log = results / BUILD_LOG

@@ -105,6 +105,9 @@ class VerificationSummary:
             raise MalformedError(
                 f"not a verification summary: predicateType is {statement.predicate_type!r}"
             )
+        for i, subject in enumerate(statement.subjects):
+            if "sha256" not in subject.digest or not subject.name:
+                raise MalformedError(f"VSA: subject[{i}] needs a name and a sha256 digest")
         pred = statement.predicate
         verifier = pred.get("verifier")
         if not isinstance(verifier, dict) or not isinstance(verifier.get("id"), str):
@@ -132,6 +135,10 @@ class VerificationSummary:
         rebuild = pred.get("rebuild", {})
         if not isinstance(rebuild, dict):
             raise MalformedError("VSA: rebuild must be an object")
+        for key, kind in (("artifacts", list), ("environment", dict), ("reports", list)):
+            if not isinstance(rebuild.get(key, kind()), kind):
+                what = "a list" if kind is list else "an object"
+                raise MalformedError(f"VSA: rebuild.{key} must be {what}")
         return cls(
             subjects=tuple(statement.subjects),
             verifier_id=verifier["id"],
