@@ -84,6 +84,29 @@ def test_demo_builds_a_release_through_the_conveyor_and_a_supervisor_rebuilds_it
     assert logged_entry(log, row["vsa_index"]) == vsa.read_bytes()
 
 
+def test_demo_customer_accepts_the_release_and_refuses_both_attacks(demo_dir: Path) -> None:
+    customer = demo_dir / "customer"
+    assert (demo_dir / "updates" / "metadata" / "1.root.json").is_file()
+    assert (demo_dir / "updates" / "metadata" / "timestamp.json").is_file()
+    assert (customer / "policy.toml").is_file()
+    installed = sorted(p.name for p in (customer / "install" / "hello-overt").iterdir())
+    assert installed == ["hello_overt-1.0.0-py3-none-any.whl", "hello_overt-1.0.0.tar.gz"]
+    refusals = [
+        json.loads(line)["reason"]
+        for line in (customer / "state" / "refusals.jsonl").read_text().splitlines()
+    ]
+    assert any("this is not the artifact that was built" in r for r in refusals)
+    assert any("not in the release log" in r for r in refusals)
+    # The same decision, offline, from the command line.
+    release = demo_dir / "conveyor" / "releases" / "hello-overt" / "1.0.0"
+    args = ["--bundle", release / "bundle.json", "--policy", customer / "policy.toml"]
+    wheel = release / "hello_overt-1.0.0-py3-none-any.whl"
+    accepted = overt("verify", wheel, *args, "--no-gossip")
+    assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+    assert "reproduced" in accepted.stdout
+    assert overt("policy", "check", customer / "policy.toml").returncode == 0
+
+
 def test_demo_proof_verifies_with_the_cli(demo_dir: Path) -> None:
     proofs = demo_dir / "customer" / "proofs"
     proc = overt(

@@ -69,6 +69,13 @@ def demo(
             soft_wrap=True,
         )
         out.print(f"  overt rebuild status {rel}/rebuilders/lucerne", soft_wrap=True)
+        release = rel / result.release.release.directory.relative_to(result.root)
+        out.print(
+            f"  overt verify {release}/hello_overt-1.0.0-py3-none-any.whl --bundle "
+            f"{release}/bundle.json --policy {rel}/customer/policy.toml --no-gossip",
+            soft_wrap=True,
+        )
+        out.print(f"  overt policy check {rel}/customer/policy.toml", soft_wrap=True)
     out.print(f"  Layout of {rel}/ is described in docs/demo.md.")
     if not serve:
         result.server.stop()

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 
+from overt.demo.customer import CustomerResult, run_customer
 from overt.demo.release import REBUILDER, DemoRelease, build_and_rebuild
 from overt.durable import atomic_write
 from overt.errors import OvertError, VerificationError
@@ -65,6 +66,7 @@ class DemoResult:
     policy_file: Path
     checks: list[str] = field(default_factory=list)
     release: DemoRelease | None = None
+    customer: CustomerResult | None = None
 
 
 class DemoDirError(OvertError):
@@ -184,7 +186,13 @@ def build(root: Path, say: Say, host: str = "127.0.0.1", port: int = 0) -> DemoR
     _init_vault(root, say, witness_keys, base)
 
     # 3. A real server on localhost: the log, both witnesses, the access logs' tiles.
-    app = create_app(root, live_logs=(LOG_NAME,), witnesses=WITNESSES, rebuilders=(REBUILDER,))
+    app = create_app(
+        root,
+        live_logs=(LOG_NAME,),
+        witnesses=WITNESSES,
+        rebuilders=(REBUILDER,),
+        static=("updates", "attacks"),
+    )
     server = BackgroundServer(app, host, port)
     server.start()
     log_url = f"{base}/logs/{LOG_NAME}"
@@ -192,6 +200,10 @@ def build(root: Path, say: Say, host: str = "127.0.0.1", port: int = 0) -> DemoR
         result = _populate(root, say, server, log_url, log_dir, log_vkey, policy_file)
         token = (log_dir / "secrets" / "write-token").read_text().strip()
         result.release = build_and_rebuild(root, say, log_url, log_vkey, token, f"{base}/releases")
+        if result.release is not None:
+            result.customer = run_customer(
+                root, say, log_url, log_vkey, base, result.release.release.directory
+            )
         _run_vault(root, say)
     except BaseException:
         server.stop()

@@ -54,6 +54,7 @@ def create_app(
     live_logs: tuple[str, ...] = (),
     witnesses: tuple[str, ...] = (),
     rebuilders: tuple[str, ...] = (),
+    static: tuple[str, ...] = (),
 ) -> FastAPI:
     """Serve every log under ``deployment/logs/<name>/`` at ``/logs/<name>/``.
 
@@ -65,6 +66,8 @@ def create_app(
     Rebuilders named in `rebuilders` (``deployment/rebuilders/<name>/``) are
     served at ``/rebuilders/<name>/``, and the conveyor's releases
     (``deployment/conveyor/releases/``) as static files at ``/releases/``.
+    Each directory named in `static` (e.g. ``updates``, a TUF repository) is
+    served as static files at ``/<name>/``.
     """
     logs_dir = deployment / "logs"
     names = (
@@ -104,6 +107,8 @@ def create_app(
         StaticFiles(directory=deployment / "conveyor" / "releases", check_dir=False),
         name="releases",
     )
+    for name in static:
+        app.mount(f"/{name}", StaticFiles(directory=deployment / name, check_dir=False), name=name)
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
