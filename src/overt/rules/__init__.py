@@ -1,0 +1,1 @@
+"""Detection-rule transparency: parse, compile, lint, diff and release YARA rule sets."""
