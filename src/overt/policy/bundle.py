@@ -29,6 +29,7 @@ from overt.crypto.dsse import Envelope
 from overt.crypto.intoto import Statement
 from overt.errors import MalformedError
 from overt.rebuild.vsa import VSA_TYPE
+from overt.rules.statements import APPROVAL_TYPE, RULESET_TYPE
 from overt.tlog.client import LogClient
 from overt.tlog.proof import TlogProof
 
@@ -36,6 +37,8 @@ MEDIA_TYPE = "application/vnd.overt.bundle.v1+json"
 MAX_BUNDLE_BYTES = 8 * 1024 * 1024
 MAX_ATTESTATIONS = 256
 REVIEW_TYPE = "https://overt.dev/review/v1"
+# Statements about a provenance that travel in its bundle.
+ATTESTATION_TYPES = (VSA_TYPE, REVIEW_TYPE, RULESET_TYPE, APPROVAL_TYPE)
 
 
 @dataclass(frozen=True)
@@ -112,7 +115,7 @@ def attestation_subject(entry: bytes) -> tuple[str, str] | None:
         statement = Statement.from_envelope(Envelope.from_bytes(entry))
     except MalformedError:
         return None
-    if statement.predicate_type not in (VSA_TYPE, REVIEW_TYPE):
+    if statement.predicate_type not in ATTESTATION_TYPES:
         return None
     inputs = statement.predicate.get("inputAttestations")
     if not isinstance(inputs, list) or not inputs or not isinstance(inputs[0], dict):

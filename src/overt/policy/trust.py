@@ -12,7 +12,7 @@ requirement can never silently relax the policy.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,8 @@ class ChannelRule:
     rebuilders_required: int
     reviews_required: int
     review_scope: str
+    # A rule set's statement must be logged, and its flagged rules approved.
+    rule_audit: bool = False
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,11 @@ class TrustPolicy:
                 )
             else:
                 parts.append("no source review is required")
+            if rule.rule_audit:
+                parts.append(
+                    "its rule-set statement must be logged and every rule with a high-severity "
+                    "finding approved by a trusted reviewer"
+                )
             lines.append(f"Channel {name!r}: " + "; ".join(parts) + ".")
         if self.log_url:
             lines.append(
@@ -215,15 +222,28 @@ def parse_policy(text: str, where: str = "policy", base: Path | None = None) -> 
         reviews.count("required", 0),
         _scope(reviews, "scope"),
     )
-    channels = {name: default for name in CHANNELS}
+    channels = {name: replace(default, rule_audit=name == "rules") for name in CHANNELS}
     channel_doc = _Table(doc.get("channels", {}), where, "channels")
     for name, body in channel_doc.doc.items():
         table = _Table(body, where, f"channels.{name}")
-        table.only({"rebuilders_required", "reviews_required", "review_scope"})
+        table.only(
+            {
+                "rebuilders_required",
+                "reviews_required",
+                "review_scope",
+                "flagged_rules_need_approval",
+            }
+        )
+        audit = table.doc.get("flagged_rules_need_approval", name == "rules")
+        if not isinstance(audit, bool):
+            raise MalformedError(
+                f"{table.field('flagged_rules_need_approval')} must be true or false"
+            )
         channels[name] = ChannelRule(
             table.count("rebuilders_required", default.rebuilders_required),
             table.count("reviews_required", default.reviews_required),
             _scope(table, "review_scope") if "review_scope" in table.doc else default.review_scope,
+            audit,
         )
     for name, rule in channels.items():
         if rule.rebuilders_required > len(rebuilder_keys):

@@ -17,7 +17,10 @@ failure:
    refused);
 7. enough trusted rebuilders logged a PASSED verdict on this very provenance,
    and none logged FAILED;
-8. enough trusted reviewers logged an approving review, if the channel
+8. for a rule set (channel `rules`), the vendor logged its rule-set
+   statement for this very bundle, and a trusted reviewer logged an approval
+   of the exact digest of every rule with a high-severity finding;
+9. enough trusted reviewers logged an approving review, if the channel
    requires it.
 
 Each check is reported, so a refusal always says which promise was broken.
@@ -40,6 +43,7 @@ from overt.errors import MalformedError, VerificationError
 from overt.policy.bundle import REVIEW_TYPE, Bundle, Logged
 from overt.policy.trust import REVIEW_SCOPES, ChannelRule, TrustPolicy
 from overt.rebuild.vsa import VSA_TYPE, VerificationSummary
+from overt.rules.statements import APPROVAL_TYPE, RULESET_TYPE, RuleSet, unapproved
 from overt.tlog.checkpoint import Checkpoint, open_checkpoint
 from overt.tlog.client import CheckpointMemory
 from overt.tlog.hashing import leaf_hash
@@ -249,7 +253,14 @@ def _run(v: _Verifier, name: str, sha256: str, bundle: Bundle, rule: ChannelRule
     )
 
     # Attestations, verified now so their checkpoints take part in the view checks.
-    passed, failed, approved, rejected, ignored = _attestations(v, bundle, item, sha256, rule)
+    found = _attestations(v, bundle, item, sha256, rule)
+    passed, failed, approved, rejected, ignored = (
+        found.passed,
+        found.failed,
+        found.approved,
+        found.rejected,
+        found.ignored,
+    )
     newest = max(v.seen.values(), key=lambda c: c.checkpoint.size)
     decision.checkpoint = newest.checkpoint
 
@@ -301,7 +312,11 @@ def _run(v: _Verifier, name: str, sha256: str, bundle: Bundle, rule: ChannelRule
         f"({rule.rebuilders_required} required)",
     )
 
-    # 8. Reviewed.
+    # 8. A rule set: its statement logged, its flagged rules approved.
+    if rule.rule_audit:
+        _rule_audit(v, found, sha256)
+
+    # 9. Reviewed.
     if rejected:
         raise v.refuse("reviewed", "; ".join(rejected))
     if len(approved) < rule.reviews_required:
@@ -316,16 +331,55 @@ def _run(v: _Verifier, name: str, sha256: str, bundle: Bundle, rule: ChannelRule
     )
 
 
+@dataclass
+class _Found:
+    passed: set[str] = field(default_factory=set)
+    failed: list[str] = field(default_factory=list)
+    approved: set[str] = field(default_factory=set)
+    rejected: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    rulesets: list[RuleSet] = field(default_factory=list)
+    rule_approvals: list[bytes] = field(default_factory=list)
+
+
+def _rule_audit(v: _Verifier, found: _Found, artifact_sha256: str) -> None:
+    statements = [r for r in found.rulesets if r.bundle.digest.get("sha256") == artifact_sha256]
+    if not statements:
+        raise v.refuse(
+            "rules audited",
+            "no logged rule-set statement from a trusted conveyor lists this bundle's rules",
+        )
+    ruleset = statements[0]
+    missing = unapproved(ruleset, found.rule_approvals, v.policy.reviewers())
+    if missing:
+        detail = "; ".join(
+            f"{r.name} ({', '.join(sorted({f['lint'] for f in r.findings}))})" for r in missing
+        )
+        raise v.refuse(
+            "rules audited",
+            f"{len(missing)} flagged rule(s) have no approval by a trusted reviewer: {detail}",
+        )
+    v.ok(
+        "rules audited",
+        f"{len(ruleset.rules)} rules listed in the log; {len(ruleset.flagged)} flagged, all "
+        f"approved; {len(ruleset.targeted)} targeted at fewer than all customers",
+    )
+
+
 def _attestations(
     v: _Verifier, bundle: Bundle, provenance: Logged, artifact_sha256: str, rule: ChannelRule
-) -> tuple[set[str], list[str], set[str], list[str], list[str]]:
+) -> _Found:
     """Sort the bundle's attestations into what counts and what is ignored (and why)."""
-    passed: set[str] = set()
-    failed: list[str] = []
-    approved: set[str] = set()
-    rejected: list[str] = []
-    ignored: list[str] = []
+    found = _Found()
+    passed, failed, approved = found.passed, found.failed, found.approved
+    rejected, ignored = found.rejected, found.ignored
     rebuilders, reviewers = v.policy.rebuilders(), v.policy.reviewers()
+    trusted_for = {
+        VSA_TYPE: rebuilders,
+        REVIEW_TYPE: reviewers,
+        RULESET_TYPE: v.policy.conveyors(),
+        APPROVAL_TYPE: reviewers,
+    }
     for i, item in enumerate(bundle.attestations):
         try:
             envelope = Envelope.from_bytes(item.entry)
@@ -333,8 +387,8 @@ def _attestations(
         except MalformedError as exc:
             ignored.append(f"attestation {i} is malformed: {exc}")
             continue
-        trusted = rebuilders if statement.predicate_type == VSA_TYPE else reviewers
-        if statement.predicate_type not in (VSA_TYPE, REVIEW_TYPE):
+        trusted = trusted_for.get(statement.predicate_type)
+        if trusted is None:
             ignored.append(f"attestation {i} has unknown type {statement.predicate_type}")
             continue
         try:
@@ -357,8 +411,17 @@ def _attestations(
         if digest != provenance.sha256:
             ignored.append(f"{who}'s attestation is about another provenance")
             continue
+        if statement.predicate_type == APPROVAL_TYPE:
+            found.rule_approvals.append(item.entry)
+            continue
         if not any(s.digest.get("sha256") == artifact_sha256 for s in statement.subjects):
             ignored.append(f"{who}'s attestation does not cover this artifact")
+            continue
+        if statement.predicate_type == RULESET_TYPE:
+            try:
+                found.rulesets.append(RuleSet.from_statement(statement))
+            except MalformedError as exc:
+                ignored.append(f"{who}'s rule-set statement is malformed: {exc}")
             continue
         if statement.predicate_type == VSA_TYPE:
             try:
@@ -382,4 +445,4 @@ def _attestations(
                     ignored.append(f"{who}'s review covers only {scope}")
             else:
                 ignored.append(f"{who}'s review has no approved/rejected verdict")
-    return passed, failed, approved, rejected, ignored
+    return found
