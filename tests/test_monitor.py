@@ -627,7 +627,9 @@ def test_monitor_app_metrics_and_status(tmp_path: Path, big_log: Path) -> None:
                 "overt_monitor_entries_checked": "counter",
                 "overt_monitor_last_check_timestamp_seconds": "gauge",
                 "overt_monitor_alerts_total": "counter",
+                "overt_monitor_entries_by_type": "counter",
             }
+            assert samples['overt_monitor_entries_by_type{log="good",type="t"}'] == 300
 
             status = client.get("/status").json()
             by_name = {entry["name"]: entry for entry in status["logs"]}
@@ -684,3 +686,25 @@ def test_tlog_compare_cli(tmp_path: Path) -> None:
     proc = compare(cp5, cp20)
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     assert "--tiles" in proc.stderr
+
+
+def test_entry_types_name_attestations_and_make_targeting_and_failures_visible() -> None:
+    from overt.crypto.intoto import Statement, Subject
+    from overt.crypto.keys import Ed25519Signer
+    from overt.monitor.monitor import entry_type
+
+    signer = Ed25519Signer.generate("vendor.example")
+    subject = [Subject("bundle.tar.gz", {"sha256": "ab" * 32})]
+
+    def envelope(ptype: str, predicate: dict[str, object]) -> bytes:
+        return Statement(subject, ptype, predicate).sign([signer]).to_bytes()
+
+    ruleset = "https://overt.dev/rules/ruleset/v1"
+    vsa = "https://slsa.dev/verification_summary/v1"
+    assert entry_type(envelope(ruleset, {"targeted": []})) == "ruleset"
+    assert entry_type(envelope(ruleset, {"targeted": ["Only_Gov"]})) == "ruleset-targeted"
+    assert entry_type(envelope(vsa, {"verificationResult": "FAILED"})) == "vsa-failed"
+    assert entry_type(envelope("https://slsa.dev/provenance/v1", {})) == "provenance"
+    assert entry_type(envelope("https://example.com/other", {})) == "in-toto"
+    assert entry_type(b'{"payloadType": 1}') == "envelope"
+    assert entry_type(b"\xff") == "opaque"

@@ -28,11 +28,17 @@ from pathlib import Path
 
 import httpx
 
+from overt.conveyor.provenance import PROVENANCE_TYPE
+from overt.crypto.dsse import Envelope
+from overt.crypto.intoto import Statement
 from overt.crypto.keys import ed25519_verifier
 from overt.errors import MalformedError, OvertError, VerificationError
 from overt.log.remote import FetchError, open_source
 from overt.monitor.config import MonitoredLog, load_monitor_config
 from overt.monitor.state import Alert, MonitorState
+from overt.policy.bundle import REVIEW_TYPE
+from overt.rebuild.vsa import VSA_TYPE
+from overt.rules.statements import APPROVAL_TYPE, RULESET_TYPE
 from overt.tlog.checkpoint import Checkpoint, open_checkpoint
 from overt.tlog.client import LogClient, LogMisbehaviour
 from overt.tlog.merkle import consistency_proof, verify_consistency
@@ -44,12 +50,38 @@ log = logging.getLogger("overt.monitor")
 ENTRY_BATCH = 10_000
 
 
+# Names the monitor counts attestations by (`overt monitor` status and metrics).
+STATEMENT_KINDS = {
+    PROVENANCE_TYPE: "provenance",
+    VSA_TYPE: "vsa",
+    RULESET_TYPE: "ruleset",
+    APPROVAL_TYPE: "rule-approval",
+    REVIEW_TYPE: "review",
+}
+
+
 def entry_type(entry: bytes) -> str:
-    """The ``type`` of a JSON object entry; entry types come with later parts."""
+    """What an entry is: an attestation by kind, or the ``type`` of a JSON object.
+
+    Rule sets aimed at fewer than all customers count as ``ruleset-targeted``
+    and verdicts by their result, so targeting and failed rebuilds show in the
+    monitor's figures without anyone having to look for them.
+    """
     try:
         value = json.loads(entry)
     except (ValueError, RecursionError):
         return "opaque"
+    if isinstance(value, dict) and "payloadType" in value:
+        try:
+            statement = Statement.from_envelope(Envelope.from_json(value))
+        except MalformedError:
+            return "envelope"
+        kind = STATEMENT_KINDS.get(statement.predicate_type, "in-toto")
+        if kind == "ruleset" and statement.predicate.get("targeted"):
+            return "ruleset-targeted"
+        if kind == "vsa":
+            return f"vsa-{str(statement.predicate.get('verificationResult', '')).lower()}"
+        return kind
     if isinstance(value, dict) and isinstance(value.get("type"), str):
         return str(value["type"])[:100]
     return "json"
@@ -235,6 +267,15 @@ class Monitor:
         ]
         for (name, kind), count in sorted(self.state.alert_counts().items()):
             lines.append(f'overt_monitor_alerts_total{{log="{name}",kind="{kind}"}} {count}')
+        lines += [
+            "# HELP overt_monitor_entries_by_type Entries seen, by kind (e.g. ruleset-targeted).",
+            "# TYPE overt_monitor_entries_by_type counter",
+        ]
+        for cfg in self.logs:
+            for kind, count in sorted(self.state.entry_types(cfg.name).items()):
+                lines.append(
+                    f'overt_monitor_entries_by_type{{log="{cfg.name}",type="{kind}"}} {count}'
+                )
         return "\n".join(lines) + "\n"
 
 
