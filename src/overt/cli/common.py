@@ -14,6 +14,7 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from overt.errors import KeyFileError, MalformedError, OvertError, VerificationError
 
@@ -30,7 +31,8 @@ R = TypeVar("R")
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     prefix = "verification failed" if code == EXIT_VERIFY_FAILED else "error"
-    err.print(f"[bold red]{prefix}:[/] {message}", markup=True, soft_wrap=True)
+    # Escaped: messages quote user input and names like [tool.overt].
+    err.print(f"[bold red]{prefix}:[/] {escape(message)}", markup=True, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -15,7 +15,7 @@ from overt.cli.common import (
     step_reporter,
     vkey_argument,
 )
-from overt.conveyor.conveyor import Conveyor, init_conveyor
+from overt.conveyor.conveyor import Conveyor, init_conveyor, publish
 from overt.conveyor.provenance import Provenance
 from overt.crypto.dsse import Envelope, verify_envelope
 from overt.crypto.intoto import PAYLOAD_TYPE, Statement
@@ -91,6 +91,22 @@ def build(
     out.print(f"provenance: {release.envelope_path}", soft_wrap=True)
     if release.log_index is not None:
         out.print(f"logged:     entry {release.log_index} of {log}", soft_wrap=True)
+
+
+@app.command("publish")
+@handle_errors
+def publish_release(
+    release: Path = typer.Argument(
+        ..., help="A release directory (CONVEYOR/releases/NAME/VERSION)."
+    ),
+    log: str = typer.Option(..., "--log", help="The release log: a log directory or URL."),
+    token_file: Path | None = typer.Option(
+        None, "--token-file", help="The log's write token, when --log is a URL."
+    ),
+) -> None:
+    """Add a built release's provenance to the log (when the build could not log it)."""
+    index = publish(release, log, read_token(token_file))
+    out.print(f"logged:     entry {index} of {log}", soft_wrap=True)
 
 
 @app.command()

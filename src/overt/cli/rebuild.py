@@ -11,6 +11,7 @@ from rich.table import Table
 
 from overt.cli.common import (
     err,
+    fail,
     handle_errors,
     out,
     parse_listen,
@@ -83,18 +84,45 @@ def entry(
     directory: Path = typer.Argument(..., help="The rebuilder directory."),
     index: int = typer.Argument(..., min=0, help="Log index of the release's provenance."),
     no_log: bool = typer.Option(False, "--no-log", help="Sign the verdict but do not log it."),
+    again: bool = typer.Option(
+        False, "--again", help="Rebuild even if a verdict on this entry is already logged."
+    ),
 ) -> None:
     """Rebuild one logged release, compare every artifact, sign and log the verdict.
 
     Exit status 0 when the release was reproduced (PASSED), 1 when it was not.
+    The verdict is recorded in the rebuilder's queue, as `watch` would.
     """
     rebuilder = Rebuilder(directory)
+    queue = RebuildQueue(directory / "state")
+    try:
+        known = queue.row(index)
+    finally:
+        queue.close()
+    if known is not None and known.vsa_index is not None and not again:
+        fail(
+            f"entry {index} already has a logged verdict ({known.status}, log entry "
+            f"{known.vsa_index}); give --again to rebuild it once more"
+        )
     with err.status("starting", spinner="dots") as status:
         outcome = rebuilder.rebuild_index(index, step=step_reporter(status), submit=not no_log)
+    if not no_log:
+        queue = RebuildQueue(directory / "state")
+        try:
+            queue.record_outcome(
+                index,
+                outcome.product,
+                outcome.version,
+                outcome.status,
+                outcome.reason,
+                outcome.vsa_index,
+            )
+        finally:
+            queue.close()
     out.print(f"{outcome.product} {outcome.version}: {outcome.status} ({outcome.summary.result})")
     out.print(f"reason: {outcome.reason}", soft_wrap=True, markup=False)
     for check in outcome.summary.checks:
-        mark = "same" if check.reproduced else "DIFFERS"
+        mark = "same" if check.reproduced else "MISSING" if check.rebuilt is None else "DIFFERS"
         out.print(f"  {mark:8} {check.name}", soft_wrap=True)
     for difference in outcome.differences:
         for line in difference.lines():

@@ -12,7 +12,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from overt.conveyor.recipe import Recipe
@@ -104,7 +104,7 @@ def run_build(
     )
     toolchain = prepare_toolchain(cache, recipe.python, lock, lock_file, log)
     passthrough = {name: os.environ[name] for name in recipe.env if name in os.environ}
-    env = Environment(env.home, env.tz, env.locale, env.hostname, env.umask, passthrough)
+    env = replace(env, passthrough=passthrough)
     variables = env.variables(toolchain.bin, source.date_epoch)
     env.home.mkdir(parents=True, exist_ok=True)
     started = time.time()

@@ -42,7 +42,7 @@ from overt.crypto.keyfile import read_private_key, write_private_key
 from overt.crypto.keys import Ed25519Signer
 from overt.durable import atomic_write, fsync_dir
 from overt.errors import MalformedError, OvertError
-from overt.log.submit import add_entries
+from overt.log.submit import add_entries, check_target
 
 Step = Callable[[str], None]
 
@@ -123,6 +123,8 @@ class Conveyor:
     ) -> Release:
         """Build the project's recipe at `commit` (default HEAD) and log its provenance."""
         outer = load_recipe(project)
+        if log is not None:
+            check_target(log, token)
         work = self.root / "work"
         work.mkdir(exist_ok=True)
         staging = work / f".release-{uuid.uuid4().hex}"
@@ -154,7 +156,10 @@ class Conveyor:
                 "raise product.version to build a new release"
             )
         build_log = staging / BUILD_LOG
-        env = Environment(home=self.root / "work" / "home")
+        hidden = [self.root / "secrets"]
+        if log is not None and not log.startswith(("http://", "https://")):
+            hidden.append(Path(log).resolve() / "secrets")  # a log on this machine
+        env = Environment(home=self.root / "work" / "home", hidden=tuple(hidden))
         result = run_build(
             recipe,
             build_dir,

@@ -7,11 +7,18 @@ PYTHONHASHSEED=0, a HOME of its own and umask 022. A rebuilder runs the same
 commands with the aspects the recipe allows varied (build directory, HOME,
 time zone, locale, host name, time of day): a build that still gives the
 same bytes depends on its source and toolchain only.
+
+Where the operating system allows it (root, or user namespaces), each command
+runs in its own mount and UTS namespaces in which the signing keys'
+directories are covered by an empty tmpfs: a malicious build step cannot read
+the conveyor's or rebuilder's key. This is not a sandbox: the build still runs
+as the operator, with the network.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -46,6 +53,9 @@ class Environment:
     hostname: str | None = None  # None: the machine's own name
     umask: int = 0o022
     passthrough: Mapping[str, str] = field(default_factory=dict)
+    # Directories the build must not read (the signing keys): each is covered
+    # by an empty, unreadable tmpfs in the build's own mount namespace.
+    hidden: tuple[Path, ...] = ()
 
     def variables(self, toolchain_bin: Path, date_epoch: int) -> dict[str, str]:
         env = {
@@ -68,34 +78,48 @@ class Environment:
         found["umask"] = f"{self.umask:04o}"
         if self.hostname is not None:
             found["hostname"] = self.hostname
+        found["secretsHidden"] = "yes" if self.hidden and namespaces_available() else "no"
         return found
 
 
-def hostname_wrapper_available() -> bool:
-    """Whether builds can get a host name of their own (a private UTS namespace)."""
-    if shutil.which("unshare") is None:
+@functools.cache
+def namespaces_available() -> bool:
+    """Whether builds can run in their own mount and UTS namespaces (needs privileges)."""
+    if shutil.which("unshare") is None or shutil.which("mount") is None:
         return False
     try:
         done = subprocess.run(
-            ["unshare", "--uts", "true"], capture_output=True, timeout=10, check=False
+            ["unshare", "--mount", "--uts", "true"], capture_output=True, timeout=10, check=False
         )
     except (OSError, subprocess.TimeoutExpired):
         return False
     return done.returncode == 0
 
 
-def _argv(command: str, hostname: str | None) -> list[str]:
-    if hostname is None:
+# Runs inside the new namespaces: cover each hidden directory, set the host
+# name, then become the build command. Exit 97 marks a failed isolation step.
+_ISOLATE = (
+    'cmd=$1; host=$2; shift 2; for d in "$@"; do '
+    'mount -t tmpfs -o size=4k,mode=000 overt-hidden "$d" || exit 97; done; '
+    'if [ -n "$host" ]; then hostname "$host" || exit 97; fi; exec /bin/sh -c "$cmd"'
+)
+
+
+def _argv(command: str, env: Environment) -> list[str]:
+    hidden = [str(p) for p in env.hidden if p.is_dir()]
+    if not (hidden or env.hostname) or not namespaces_available():
         return ["/bin/sh", "-c", command]
-    # `hostname` changes only the new UTS namespace's name, then the build runs in it.
     return [
         "unshare",
+        "--mount",
         "--uts",
         "/bin/sh",
         "-c",
-        'hostname "$0" && exec /bin/sh -c "$1"',
-        hostname,
+        _ISOLATE,
+        "overt-build",
         command,
+        env.hostname or "",
+        *hidden,
     ]
 
 
@@ -117,7 +141,7 @@ def run_commands(
             out.write(f"$ {command}\n".encode())
             out.flush()
             proc = subprocess.Popen(
-                _argv(command, env.hostname),
+                _argv(command, env),
                 cwd=cwd,
                 env=dict(variables),
                 stdin=subprocess.DEVNULL,

@@ -122,7 +122,7 @@ def tree_digest(root: Path) -> str:
                 raise MalformedError(f"{rel!r}: file names with a newline cannot be digested")
             st = path.lstat()
             if stat.S_ISLNK(st.st_mode):
-                mode, content = "120000", os.readlink(path).encode()
+                mode, content = "120000", os.readlink(os.fsencode(path))
             elif stat.S_ISREG(st.st_mode):
                 mode = "100755" if st.st_mode & stat.S_IXUSR else "100644"
                 content = path.read_bytes()

@@ -122,12 +122,15 @@ def find_python(version: str) -> Path:
 
 
 def _python_version(python: Path) -> str:
-    done = subprocess.run(
-        [str(python), "-c", "import platform; print(platform.python_version())"],
-        capture_output=True,
-        timeout=60,
-        check=True,
-    )
+    try:
+        done = subprocess.run(
+            [str(python), "-c", "import platform; print(platform.python_version())"],
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ToolchainError(f"{python} does not run: {exc}") from exc
     return done.stdout.decode().strip()
 
 

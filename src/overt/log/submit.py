@@ -97,6 +97,15 @@ def add_local(directory: Path, entries: Sequence[bytes], progress: Progress | No
         return Added(indexes, log.checkpoint.size)
 
 
+def check_target(target: str, token: str | None) -> None:
+    """Refuse a log address that cannot work, before any long job depends on it."""
+    if target.startswith(("http://", "https://")):
+        if not token:
+            raise MalformedError(f"{target}: adding over HTTP needs the log's write token")
+    elif not LogPaths(Path(target)).config.is_file():
+        raise MalformedError(f"{target}: not a log directory (no log.toml) and not a URL")
+
+
 def add_entries(
     target: str,
     entries: Sequence[bytes],
@@ -106,11 +115,8 @@ def add_entries(
     """Add to `target`: a log directory, or a log server URL (which needs `token`)."""
     if not entries:
         raise MalformedError("nothing to add")
+    check_target(target, token)
     if target.startswith(("http://", "https://")):
-        if not token:
-            raise MalformedError(f"{target}: adding over HTTP needs the log's write token")
+        assert token is not None
         return add_http(target, token, entries, progress)
-    directory = Path(target)
-    if not LogPaths(directory).config.is_file():
-        raise MalformedError(f"{target}: not a log directory (no log.toml) and not a URL")
-    return add_local(directory, entries, progress)
+    return add_local(Path(target), entries, progress)

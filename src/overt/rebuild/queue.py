@@ -152,6 +152,20 @@ class RebuildQueue:
                 (status, reason, vsa_index, _now(), index),
             )
 
+    def record_outcome(
+        self, index: int, product: str, version: str, status: str, reason: str, vsa: int | None
+    ) -> None:
+        """Record a rebuild done outside the watcher (`overt rebuild entry`)."""
+        with self._lock:
+            self.db.execute(
+                "INSERT INTO releases (idx, product, version, status, reason, vsa_index, "
+                "attempts, updated) VALUES (?, ?, ?, ?, ?, ?, 1, ?) ON CONFLICT (idx) DO UPDATE "
+                "SET status = excluded.status, reason = excluded.reason, "
+                "vsa_index = excluded.vsa_index, attempts = attempts + 1, "
+                "updated = excluded.updated",
+                (index, product, version, status, reason, vsa, _now()),
+            )
+
     def rows(self) -> list[Row]:
         try:
             found = self.db.execute(

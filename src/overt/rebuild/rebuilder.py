@@ -40,7 +40,7 @@ import httpx
 from overt import __version__
 from overt.conveyor.build import Artifact, file_sha256, run_build
 from overt.conveyor.provenance import Provenance, rfc3339
-from overt.conveyor.runner import BuildError, Environment, hostname_wrapper_available
+from overt.conveyor.runner import BuildError, Environment, namespaces_available
 from overt.conveyor.source import SourceError, SourceMismatch, fetch_verified
 from overt.conveyor.toolchain import ToolchainError
 from overt.crypto.dsse import Envelope, verify_envelope
@@ -209,7 +209,7 @@ class Rebuilder:
             statement = Statement.from_envelope(envelope)
             provenance = Provenance.from_statement(statement)
         except MalformedError as exc:
-            raise NotAProvenance(f"not a provenance: {exc}") from exc
+            raise NotAProvenance(str(exc)) from exc
         try:
             verify_envelope(envelope, self.conveyor_verifiers, payload_type=PAYLOAD_TYPE)
         except VerificationError as exc:
@@ -265,15 +265,21 @@ class Rebuilder:
     def _environment(self, provenance: Provenance, scratch: Path) -> Environment:
         vary = provenance.recipe.vary
         recorded = provenance.environment
-        home = Path.home() if "home" in vary else Path(recorded.get("HOME", str(scratch / "home")))
+        # Always a fresh HOME of its own, never the operator's (it may hold secrets)
+        # nor a path a provenance names; it differs from the conveyor's by its path.
+        home = scratch / "home"
+        hidden = [self.root / "secrets"]
+        if not self.log.startswith(("http://", "https://")):
+            hidden.append(Path(self.log).resolve() / "secrets")
         hostname = None
-        if "hostname" in vary and hostname_wrapper_available():
+        if "hostname" in vary and namespaces_available():
             hostname = f"rebuild-{secrets.token_hex(4)}"
         return Environment(
             home=home,
             tz=VARIED_TZ if "tz" in vary else recorded.get("TZ", "UTC"),
             locale=VARIED_LOCALE if "locale" in vary else recorded.get("LC_ALL", "C.UTF-8"),
             hostname=hostname,
+            hidden=tuple(hidden),
         )
 
     def _rebuild(
@@ -311,7 +317,9 @@ class Rebuilder:
         except SourceMismatch as exc:
             return verdict(BAD, f"tampered source ({exc.kind}): {exc}")
         except SourceError as exc:
-            return verdict(FAIL, f"the source could not be fetched: {exc}")
+            # An outage is no evidence against the vendor: nothing is attested, and
+            # the watch queue tries again later.
+            raise RebuildError(f"the source could not be fetched (will retry): {exc}") from exc
         if recipe.lock is not None:
             lock_file = build_dir / recipe.lock
             if not lock_file.is_file() or file_sha256(lock_file) != provenance.lock_sha256:
@@ -328,7 +336,10 @@ class Rebuilder:
                 log,
                 step,
             )
-        except (BuildError, ToolchainError, MalformedError) as exc:
+        except ToolchainError as exc:
+            # The rebuilder's own environment (no such Python here, index down).
+            raise RebuildError(f"the toolchain could not be prepared here: {exc}") from exc
+        except (BuildError, MalformedError) as exc:
             return verdict(FAIL, f"the rebuild failed: {exc}")
         rebuilt = {a.name: a for a in built.artifacts}
         checks = [
@@ -372,7 +383,8 @@ class Rebuilder:
             )
         if mismatched:
             names = ", ".join(c.name for c in mismatched)
-            parts.append(f"not reproducible: {names} differ from the provenance")
+            verb = "differs" if len(mismatched) == 1 else "differ"
+            parts.append(f"not reproducible: {names} {verb} from the provenance")
         if extra:
             parts.append(f"the rebuild produced artifacts the provenance omits: {', '.join(extra)}")
         return verdict(BAD, "; ".join(parts), differences)
