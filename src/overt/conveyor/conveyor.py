@@ -180,7 +180,11 @@ class Conveyor:
             invocation_id=f"urn:uuid:{uuid.uuid4()}",
             started_on=rfc3339(result.started),
             finished_on=rfc3339(result.finished),
-            environment=result.variables,
+            # Passed-through variables are named, never their values: the
+            # provenance is public and they may hold credentials.
+            environment={
+                k: "(passed through)" if k in recipe.env else v for k, v in result.variables.items()
+            },
             byproducts=(
                 {"name": BUILD_LOG, "digest": {"sha256": file_sha256(build_log)}},
                 {"name": "overt", "uri": f"pkg:pypi/overt@{__version__}"},
