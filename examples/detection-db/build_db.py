@@ -4,6 +4,7 @@ The result is ``<out>/detection-db-<version>.tar.gz``, holding::
 
     detection-db-<version>/index.json        one entry per rule file: path, size, sha256, rules
     detection-db-<version>/rules/<name>.yar  each rule file, normalised
+    detection-db-<version>/ruleset.toml      the manifest (action, notification, audience)
 
 Every input that could differ between two builds of the same commit is pinned down, so that a
 rebuild anywhere yields the same bytes:
@@ -175,6 +176,11 @@ def build(rules_dir: Path, out_dir: Path, version: str, mtime: int) -> Path:
     top = f"{PRODUCT}-{version}"
     members = {f"{top}/{f.path}": f.data for f in files}
     members[f"{top}/index.json"] = make_index(version, files)
+    # The manifest says what each rule does when it matches and for whom; the
+    # scanner and every audit of the release read it from the bundle.
+    manifest = rules_dir.parent / "ruleset.toml"
+    if manifest.is_file():
+        members[f"{top}/ruleset.toml"] = normalise(manifest.read_bytes(), manifest.name)
     archive = make_archive(members, mtime)
 
     out_dir.mkdir(parents=True, exist_ok=True)

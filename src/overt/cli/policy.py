@@ -56,6 +56,7 @@ def verify(
     Exit status 0 accepted, 1 refused (the first failed check on stderr), 2 malformed input.
     """
     policy = load_policy(policy_file)
+    policy.channel(channel)  # an unknown --channel is bad input, not a refusal
     bundle = Bundle.from_bytes(read_input(bundle_file, "bundle"))
     data = read_input(artifact, "artifact")
     memory = None if no_gossip else FileMemory(state or default_state_dir())

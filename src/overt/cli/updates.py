@@ -10,6 +10,7 @@ import typer
 from overt.cli.common import (
     EXIT_VERIFY_FAILED,
     err,
+    fail,
     handle_errors,
     out,
     step_reporter,
@@ -23,7 +24,7 @@ from overt.log.remote import default_state_dir, open_source
 from overt.policy.bundle import assemble_bundle, index_attestations
 from overt.policy.trust import load_policy
 from overt.tlog.client import LogClient
-from overt.updates.client import UpdateClient
+from overt.updates.client import UpdateClient, UpdateError
 from overt.updates.publish import publish_releases
 from overt.updates.repository import CHANNEL_ROLES, TOP_ROLES, Repository, init_repository
 
@@ -159,8 +160,12 @@ def update(
         raise MalformedError("give --repo or set [updates] url in the policy")
     state_dir = state or default_state_dir().parent / "updates"
     client = UpdateClient(policy, url, install_dir, state_dir, gossip=not no_gossip)
-    with err.status("updating", spinner="dots") as status_line:
-        report = client.update(step_reporter(status_line))
+    try:
+        with err.status("updating", spinner="dots") as status_line:
+            report = client.update(step_reporter(status_line))
+    except UpdateError as exc:
+        # TUF refused the channel (expired, rolled back, badly signed): a refusal, recorded.
+        fail(str(exc), EXIT_VERIFY_FAILED)
     for outcome in report.outcomes:
         label = f"{outcome.channel}/{outcome.product} {outcome.version}"
         if outcome.status == "installed":

@@ -225,6 +225,11 @@ def parse_policy(text: str, where: str = "policy", base: Path | None = None) -> 
     channels = {name: replace(default, rule_audit=name == "rules") for name in CHANNELS}
     channel_doc = _Table(doc.get("channels", {}), where, "channels")
     for name, body in channel_doc.doc.items():
+        if name not in CHANNELS:
+            # A misspelt channel would otherwise leave the real one on the defaults.
+            raise MalformedError(
+                f"{channel_doc.field(name)} is not a channel (known: {', '.join(CHANNELS)})"
+            )
         table = _Table(body, where, f"channels.{name}")
         table.only(
             {
@@ -322,6 +327,8 @@ def _witness_policy(table: _Table, log_key: str, base: Path | None) -> Policy:
     if names and quorum:
         lines.append(f"group policy-quorum {quorum} {' '.join(names)}")
         lines.append("quorum policy-quorum")
+    else:
+        lines.append("quorum none")  # no witnesses, or quorum = 0: no cosignature required
     try:
         return Policy.parse("\n".join(lines) + "\n")
     except MalformedError as exc:

@@ -39,7 +39,7 @@ from overt.crypto.dsse import Envelope, verify_envelope
 from overt.crypto.intoto import PAYLOAD_TYPE, Statement
 from overt.crypto.keys import Ed25519Verifier
 from overt.crypto.note import split
-from overt.errors import MalformedError, VerificationError
+from overt.errors import MalformedError, OvertError, VerificationError
 from overt.policy.bundle import REVIEW_TYPE, Bundle, Logged
 from overt.policy.trust import REVIEW_SCOPES, ChannelRule, TrustPolicy
 from overt.rebuild.vsa import VSA_TYPE, VerificationSummary
@@ -169,7 +169,7 @@ class _Verifier:
                 f"split view: the tree of size {new.size} does not extend the one of size "
                 f"{old.size} ({what}): {exc}",
             ) from exc
-        except (MalformedError, OSError) as exc:
+        except (OvertError, OSError) as exc:  # malformed tiles, or the log lacks them (FetchError)
             raise self.refuse(
                 "consistent view",
                 f"could not obtain a consistency proof {old.size} -> {new.size}: {exc}",
@@ -189,6 +189,9 @@ def verify_release(
     """Decide on one artifact; never raises for a bad bundle, the decision says why."""
     decision = Decision(artifact_name)
     v = _Verifier(decision, policy, time.time() if now is None else now, memory, prover)
+    if channel not in policy.channels:
+        v.refuse("channel", f"the policy has no rules for channel {channel!r}")
+        return decision
     with contextlib.suppress(_Stop):
         _run(v, artifact_name, artifact_sha256, bundle, policy.channel(channel))
     return decision
@@ -287,7 +290,14 @@ def _run(v: _Verifier, name: str, sha256: str, bundle: Bundle, rule: ChannelRule
         identity = memory_identity(policy)
         previous = v.memory.load(identity)
         if previous is not None:
-            old = Checkpoint.parse(split(previous)[0])
+            try:
+                old = Checkpoint.parse(split(previous)[0])
+            except MalformedError as exc:
+                raise v.refuse(
+                    "consistent view",
+                    f"the checkpoint remembered from before is unreadable ({exc}); "
+                    "refusing rather than forgetting it",
+                ) from exc
             v.consistent(old, newest.checkpoint, f"the checkpoint of size {old.size} seen before")
             detail = f"consistent with the checkpoint of size {old.size} seen before"
             if newest.checkpoint.size > old.size:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ from overt.policy.verify import Decision, verify_release
 from overt.updates.repository import INDEX_TARGET
 
 Step = Callable[[str], None]
+# What a product or artifact may be called (as the repository publishes them).
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
 
 
 class UpdateError(OvertError):
@@ -124,7 +127,7 @@ class UpdateClient:
             reason = f"TUF refused the update channel: {type(exc).__name__}: {exc}"
             self._record("*", "*", "*", reason)
             raise UpdateError(reason) from exc
-        except ValueError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:  # not MalformedError
             raise UpdateError(f"the repository's {INDEX_TARGET} is not valid JSON") from exc
         if not isinstance(index, dict):
             raise UpdateError(f"the repository's {INDEX_TARGET} must be a JSON object")
@@ -152,6 +155,11 @@ class UpdateClient:
     ) -> Outcome:
         if not isinstance(entry, dict) or not isinstance(entry.get("targets"), list):
             return self._refuse(channel, product, "?", "the index entry is malformed")
+        if not _PLAIN_NAME.fullmatch(product):
+            # It names the install directory: never a path out of it.
+            return self._refuse(
+                channel, product, "?", "the index names a product that is not a plain name"
+            )
         version = str(entry.get("version", "?"))
         key = f"{channel}/{product}"
         current = installed.get(key)
@@ -174,6 +182,8 @@ class UpdateClient:
         decisions = []
         for path, data in files.items():
             name = path.rsplit("/", 1)[-1]
+            if not _PLAIN_NAME.fullmatch(name):
+                return self._refuse(channel, product, version, f"{path}: not a plain file name")
             decision = verify_release(
                 name,
                 hashlib.sha256(data).hexdigest(),

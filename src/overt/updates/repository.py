@@ -168,12 +168,13 @@ class Repository:
         """Add releases as targets of their channels' roles; return the target paths."""
         if not releases:
             raise MalformedError("nothing to publish")
+        for release in releases:
+            if release.channel not in CHANNEL_ROLES:
+                raise MalformedError(f"channel must be one of {', '.join(CHANNEL_ROLES)}")
         roles = {c: self.load(c) for c in {r.channel for r in releases}}
         index = self.index()
         published = []
         for release in releases:
-            if release.channel not in CHANNEL_ROLES:
-                raise MalformedError(f"channel must be one of {', '.join(CHANNEL_ROLES)}")
             for value in (release.name, release.version):
                 if not _NAME.fullmatch(value):
                     raise MalformedError(f"{value!r} cannot be part of a target path")
@@ -274,7 +275,11 @@ class Repository:
     def _retire(self, role: str, retired: Path) -> None:
         current = self.keys / f"{role}.pem"
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        shutil.move(str(current), str(retired / f"{role}-{stamp}.pem"))
+        dest, n = retired / f"{role}-{stamp}.pem", 1
+        while dest.exists():  # two rotations within a second must not lose a key
+            n += 1
+            dest = retired / f"{role}-{stamp}-{n}.pem"
+        shutil.move(str(current), str(dest))
 
 
 def _write_key(path: Path, key: Ed25519PrivateKey) -> None:
