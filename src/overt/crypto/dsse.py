@@ -139,11 +139,16 @@ def verify_envelope(
             f"DSSE payload type is {envelope.payload_type!r}, expected {payload_type!r}"
         )
     message = pae(envelope.payload_type, envelope.payload)
+    hints = {dsse_keyid(v.name, v.key_id) for v in verifiers}
     accepted: list[Ed25519Verifier] = []
     for verifier in verifiers:
         if any(v.vkey.public == verifier.vkey.public for v in accepted):
             continue
-        if any(verifier.verify(message, s.sig) for s in envelope.signatures):
+        # The keyid is only a hint: a signature hinting at another trusted key is
+        # not tried with this one (it would fail), one with a foreign hint is.
+        hint = dsse_keyid(verifier.name, verifier.key_id)
+        candidates = [s for s in envelope.signatures if s.keyid == hint or s.keyid not in hints]
+        if any(verifier.verify(message, s.sig) for s in candidates):
             accepted.append(verifier)
     if len(accepted) < threshold:
         raise VerificationError(

@@ -127,8 +127,12 @@ class _Verifier:
         """Log signature and witness quorum; raises VerificationError naming which failed."""
         if raw in self.seen:
             return self.seen[raw]
-        open_checkpoint(raw, self.log_verifier)  # the log's own signature first
-        verified = self.policy.tlog_policy.verify_checkpoint(raw)
+        try:
+            verified = self.policy.tlog_policy.verify_checkpoint(raw)
+        except VerificationError:
+            # Say whether the log's own signature is what is missing.
+            open_checkpoint(raw, self.log_verifier)
+            raise
         self.seen[raw] = verified
         return verified
 
@@ -232,18 +236,18 @@ def _run(v: _Verifier, name: str, sha256: str, bundle: Bundle, rule: ChannelRule
 
     # 3-4. Logged under a checkpoint of the policy's log, cosigned by the quorum.
     try:
-        open_checkpoint(item.proof.checkpoint, v.log_verifier)
+        verified = v.checkpoint(item.proof.checkpoint)
     except (MalformedError, VerificationError) as exc:
-        raise v.refuse(
-            "logged", f"the proof's checkpoint is not signed by the release log: {exc}"
-        ) from exc
-    try:
-        verified = v.logged(item)
-    except VerificationError as exc:
         if "quorum" in str(exc):
             raise v.refuse(
                 "witnessed", f"checkpoint not cosigned by the witness quorum: {exc}"
             ) from exc
+        raise v.refuse(
+            "logged", f"the proof's checkpoint is not signed by the release log: {exc}"
+        ) from exc
+    try:
+        v.logged(item)  # the checkpoint is verified (and cached): this is the inclusion proof
+    except VerificationError as exc:
         raise v.refuse("logged", f"the provenance is not in the release log: {exc}") from exc
     except MalformedError as exc:
         raise v.refuse("logged", f"the inclusion proof is malformed: {exc}") from exc

@@ -27,13 +27,13 @@ from typing import Any
 from tuf.api.exceptions import DownloadError, RepositoryError
 from tuf.ngclient import Updater, UpdaterConfig
 
-from overt.durable import atomic_write
+from overt.durable import atomic_write, sync_filesystem, write_file
 from overt.errors import MalformedError, OvertError
 from overt.log.remote import FileMemory, http_fetcher
 from overt.policy.bundle import Bundle
 from overt.policy.gossip import consistency_prover
 from overt.policy.trust import TrustPolicy
-from overt.policy.verify import Decision, verify_release
+from overt.policy.verify import ConsistencyProver, Decision, verify_release
 from overt.updates.repository import INDEX_TARGET
 
 Step = Callable[[str], None]
@@ -83,6 +83,7 @@ class UpdateClient:
         self.downloads = state_dir / "downloads"
         self.installed_file = state_dir / "installed.json"
         self.refusals_file = state_dir / "refusals.jsonl"
+        self._fetch_tile: Callable[[str], bytes] | None = None
 
     def _updater(self) -> Updater:
         self.metadata_dir.mkdir(parents=True, exist_ok=True)
@@ -101,6 +102,23 @@ class UpdateClient:
             config=UpdaterConfig(prefix_targets_with_hash=True),
             bootstrap=bootstrap,
         )
+
+    def _prover(self) -> ConsistencyProver | None:
+        """Consistency proofs from the policy's log; its HTTP client is made on first use."""
+        url = self.policy.log_url
+        if not url:
+            return None
+        if self._fetch_tile is None:
+            fetch: Callable[[str], bytes] | None = None
+
+            def lazy(path: str) -> bytes:
+                nonlocal fetch
+                if fetch is None:
+                    fetch = http_fetcher(url)
+                return fetch(path)
+
+            self._fetch_tile = lazy
+        return consistency_prover(self._fetch_tile)
 
     def installed(self) -> dict[str, dict[str, Any]]:
         try:
@@ -176,9 +194,6 @@ class UpdateClient:
         except MalformedError as exc:
             return self._refuse(channel, product, version, f"malformed bundle: {exc}")
         memory = FileMemory(self.state / "checkpoints") if self.gossip else None
-        prover = None
-        if self.policy.log_url:
-            prover = consistency_prover(http_fetcher(self.policy.log_url))
         decisions = []
         for path, data in files.items():
             name = path.rsplit("/", 1)[-1]
@@ -191,7 +206,7 @@ class UpdateClient:
                 self.policy,
                 channel,
                 memory=memory,
-                prover=prover,
+                prover=self._prover(),
             )
             decisions.append(decision)
             if not decision.accepted:
@@ -215,8 +230,10 @@ class UpdateClient:
         written = []
         for path, data in files.items():
             name = path.rsplit("/", 1)[-1]
-            atomic_write(target_dir / name, data)
+            write_file(target_dir / name, data)  # each file appears whole (rename)
             written.append(name)
+        # One flush for the release's files, before the record that they are installed.
+        sync_filesystem(target_dir)
         for old in current.get("files", []) if current else []:
             if old not in written:
                 (target_dir / old).unlink(missing_ok=True)
