@@ -31,8 +31,16 @@ def overt(*args: str | Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("demo") / "d"
-    proc = overt("demo", "--dir", d, "--no-serve")
+    parent = tmp_path_factory.mktemp("demo")
+    d = parent / "d"
+    # A relative --dir, as `make demo` gives it.
+    proc = subprocess.run(
+        [*OVERT, "demo", "--dir", "d", "--no-serve"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=parent,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "offline verification passed" in proc.stdout
     assert "tampered copy of entry 42 is refused" in proc.stdout

@@ -63,13 +63,13 @@ def demo(
     )
     out.print(f"  overt log verify {rel}/logs/releases", soft_wrap=True)
     if result.release is not None:
-        provenance = result.release.release.envelope_path.relative_to(result.root)
+        provenance = result.release.release.envelope_path.relative_to(result.root.resolve())
         out.print(
             f"  overt conveyor inspect {rel / provenance} --key {rel}/conveyor/conveyor.vkey",
             soft_wrap=True,
         )
         out.print(f"  overt rebuild status {rel}/rebuilders/lucerne", soft_wrap=True)
-        release = rel / result.release.release.directory.relative_to(result.root)
+        release = rel / result.release.release.directory.relative_to(result.root.resolve())
         out.print(
             f"  overt verify {release}/hello_overt-1.0.0-py3-none-any.whl --bundle "
             f"{release}/bundle.json --policy {rel}/customer/policy.toml --no-gossip",

@@ -53,7 +53,7 @@ def init(
     """Create the repository: keys for every role and version 1 of its metadata.
 
     Give customers REPO/metadata/1.root.json (out of band): it is the root of trust
-    their policy names in [updates] root.
+    their policy names in \\[updates] root.
     """
     digest = init_repository(repo, keys)
     out.print(f"repository created in {repo}; keys in {keys} (keep them offline)", soft_wrap=True)
@@ -141,7 +141,7 @@ def status(
 def update(
     policy_file: Path = typer.Option(..., "--policy", help="The customer's trust policy."),
     repo: str | None = typer.Option(
-        None, "--repo", help="The repository URL (default: the policy's [updates] url)."
+        None, "--repo", help="The repository URL (default: the policy's \\[updates] url)."
     ),
     install_dir: Path = typer.Option(..., "--dir", help="Where accepted updates are installed."),
     state: Path | None = typer.Option(
