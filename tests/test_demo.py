@@ -101,8 +101,12 @@ def test_demo_customer_accepts_the_release_and_refuses_both_attacks(demo_dir: Pa
     assert installed == ["hello_overt-1.0.0-py3-none-any.whl", "hello_overt-1.0.0.tar.gz"]
     refusals = [
         json.loads(line)["reason"]
-        for line in (customer / "state" / "refusals.jsonl").read_text().splitlines()
+        for name in ("tampered", "unlogged")
+        for line in (demo_dir / "attacks" / name / "customer-state" / "refusals.jsonl")
+        .read_text()
+        .splitlines()
     ]
+    assert not (customer / "state" / "refusals.jsonl").exists()
     assert any("this is not the artifact that was built" in r for r in refusals)
     assert any("not in the release log" in r for r in refusals)
     # The same decision, offline, from the command line.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import typer
@@ -106,9 +107,21 @@ def refresh(
     repo: Path = typer.Argument(..., help="The TUF repository."),
     keys: Path = typer.Option(..., "--keys", help=KEYS_HELP),
 ) -> None:
-    """Re-sign the timestamp; run it more often than the timestamp expires (default daily)."""
-    version = Repository(repo, keys).refresh()
+    """Re-sign the timestamp (and other online roles past half their life); run it hourly.
+
+    The timestamp expires after a day by default: a repository whose timestamp
+    expired is refused by every client (freeze protection).
+    """
+    repository = Repository(repo, keys)
+    version = repository.refresh()
     out.print(f"timestamp version {version} signed")
+    left = repository.root_expires() - datetime.now(UTC)
+    if left < timedelta(days=30):
+        err.print(
+            f"[yellow]warning:[/] the root expires in {left.days} day(s); sign a new root "
+            "with the offline root key ('overt updates rotate --role root')",
+            markup=True,
+        )
 
 
 @app.command()

@@ -8,7 +8,10 @@ conveyor and the rebuilder; `overt update` installs the release into
 signed with the vendor's own TUF keys, as a compromised or coerced vendor
 could produce them: one serves a modified wheel, the other a release whose
 provenance was never logged. TUF accepts both; the transparency checks refuse
-both, and nothing is written to the install directory.
+both, and nothing is written to the install directory. Each attack runs
+against a copy of the customer's state (`DEMO/attacks/NAME/customer-state/`,
+where its refusal is recorded), so the real state keeps following the
+vendor's repository.
 """
 
 from __future__ import annotations
@@ -132,8 +135,8 @@ def run_customer(
     install, state = customer / "install", customer / "state"
     install.mkdir(parents=True, exist_ok=True)
 
-    def update(url: str) -> UpdateReport:
-        return UpdateClient(trust, url, install, state).update()
+    def update(url: str, state_dir: Path = state) -> UpdateReport:
+        return UpdateClient(trust, url, install, state_dir).update()
 
     report = update(f"{site}/updates")
     if [o.status for o in report.outcomes] != ["installed"]:
@@ -152,13 +155,14 @@ def run_customer(
         [ReleaseFiles("products", "hello-overt", "1.0.2", files, _bundle(release_dir), 0)]
     )
     unlogged_repo, where2 = _attack_repo(root, "unlogged")
-    unlogged = _unlogged_release(root, release_dir)
-    # Published twice so that its metadata versions pass the tampered repository's,
-    # which the client has seen by then: TUF never accepts a version it already has.
-    unlogged_repo.publish([unlogged])
-    unlogged_repo.publish([unlogged])
+    unlogged_repo.publish([_unlogged_release(root, release_dir)])
     for label, path in (("a tampered wheel", where), ("an unlogged release", where2)):
-        attack = update(f"{site}/{path}")
+        # Each attack meets a copy of the customer's state, so that the attack
+        # repositories' metadata versions do not stick to the real customer: the
+        # customer can keep updating from the vendor's repository afterwards.
+        attack_state = root / path.removesuffix("/updates") / "customer-state"
+        shutil.copytree(state, attack_state)
+        attack = update(f"{site}/{path}", attack_state)
         (outcome,) = attack.outcomes
         if outcome.status != "refused":
             raise VerificationError(f"demo self-check failed: {label} was installed")

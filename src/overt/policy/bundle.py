@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from overt.conveyor.provenance import PROVENANCE_TYPE
 from overt.crypto.dsse import Envelope
 from overt.crypto.intoto import Statement
 from overt.errors import MalformedError
@@ -146,11 +147,22 @@ def assemble_bundle(
     """
     signed = client.signed_checkpoint
     entry = client.entry(provenance_index)
+    try:
+        kind = Statement.from_envelope(Envelope.from_bytes(entry)).predicate_type
+    except MalformedError as exc:
+        raise MalformedError(f"log entry {provenance_index} is not a provenance: {exc}") from exc
+    if kind != PROVENANCE_TYPE:
+        raise MalformedError(f"log entry {provenance_index} is a {kind}, not a provenance")
 
     def logged(index: int, data: bytes) -> Logged:
         return Logged(data, TlogProof(index, tuple(client.inclusion_proof(index)), signed))
 
     digest = hashlib.sha256(entry).hexdigest()
+    if len(attestations.get(digest, [])) > MAX_ATTESTATIONS:
+        raise MalformedError(
+            f"{len(attestations[digest])} attestations are logged about entry "
+            f"{provenance_index}; a bundle holds at most {MAX_ATTESTATIONS}"
+        )
     return Bundle(
         logged(provenance_index, entry),
         tuple(logged(i, client.entry(i)) for i in attestations.get(digest, [])),

@@ -90,6 +90,10 @@ class Refused(VerificationError):
         self.decision = decision
 
 
+class NotWitnessed(VerificationError):
+    """The log signed the checkpoint, but the witness quorum did not (validly) cosign it."""
+
+
 class _Stop(Exception):
     """A check failed; the decision is complete."""
 
@@ -129,10 +133,10 @@ class _Verifier:
             return self.seen[raw]
         try:
             verified = self.policy.tlog_policy.verify_checkpoint(raw)
-        except VerificationError:
-            # Say whether the log's own signature is what is missing.
+        except VerificationError as exc:
+            # Which promise failed: the log's own signature, or the witnesses'?
             open_checkpoint(raw, self.log_verifier)
-            raise
+            raise NotWitnessed(str(exc)) from exc
         self.seen[raw] = verified
         return verified
 
@@ -237,11 +241,11 @@ def _run(v: _Verifier, name: str, sha256: str, bundle: Bundle, rule: ChannelRule
     # 3-4. Logged under a checkpoint of the policy's log, cosigned by the quorum.
     try:
         verified = v.checkpoint(item.proof.checkpoint)
+    except NotWitnessed as exc:
+        raise v.refuse(
+            "witnessed", f"checkpoint not cosigned by the witness quorum: {exc}"
+        ) from exc
     except (MalformedError, VerificationError) as exc:
-        if "quorum" in str(exc):
-            raise v.refuse(
-                "witnessed", f"checkpoint not cosigned by the witness quorum: {exc}"
-            ) from exc
         raise v.refuse(
             "logged", f"the proof's checkpoint is not signed by the release log: {exc}"
         ) from exc

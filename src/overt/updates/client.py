@@ -199,6 +199,11 @@ class UpdateClient:
             name = path.rsplit("/", 1)[-1]
             if not _PLAIN_NAME.fullmatch(name):
                 return self._refuse(channel, product, version, f"{path}: not a plain file name")
+            if not path.startswith(f"{channel}/{product}/"):
+                # The channel decides which rules apply: a target must live under it.
+                return self._refuse(
+                    channel, product, version, f"{path} is not under {channel}/{product}/"
+                )
             decision = verify_release(
                 name,
                 hashlib.sha256(data).hexdigest(),
@@ -214,6 +219,15 @@ class UpdateClient:
                 outcome.decisions = decisions
                 return outcome
         log_index = decisions[0].log_index if decisions else None
+        built = decisions[0].provenance if decisions else None
+        if built is not None and (built.recipe.name, built.recipe.version) != (product, version):
+            return self._refuse(
+                channel,
+                product,
+                version,
+                f"the index offers {product} {version}, but the provenance is of "
+                f"{built.recipe.name} {built.recipe.version}",
+            )
         if (
             current is not None
             and log_index is not None

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from overt.conveyor.conveyor import PROVENANCE_FILE, RELEASE_FILE
+from overt.crypto.dsse import Envelope
+from overt.crypto.intoto import Statement
 from overt.errors import MalformedError, VerificationError
 from overt.policy.bundle import assemble_bundle, attestation_subject, index_attestations
 from overt.rebuild.vsa import VSA_TYPE
@@ -70,6 +72,12 @@ def publish_releases(
             )
         bundle = assemble_bundle(client, index, attestations)
         verdicts = sum(1 for a in bundle.attestations if _is_vsa(a.entry))
+        failed = sum(1 for a in bundle.attestations if _is_failed_vsa(a.entry))
+        if failed:
+            step(
+                f"warning: {failed} rebuilder verdict(s) on {name} {version} are FAILED; "
+                "customers trusting those rebuilders will refuse it"
+            )
         if not verdicts:
             step(
                 f"note: no rebuilder verdict is logged for {name} {version} yet; customers "
@@ -78,6 +86,13 @@ def publish_releases(
         step(f"{name} {version}: {len(files)} artifact(s), bundle with {verdicts} verdict(s)")
         releases.append(ReleaseFiles(channel, name, version, files, bundle.to_bytes(), index))
     return repository.publish(releases)
+
+
+def _is_failed_vsa(entry: bytes) -> bool:
+    if not _is_vsa(entry):
+        return False
+    statement = Statement.from_envelope(Envelope.from_bytes(entry))
+    return bool(statement.predicate.get("verificationResult") == "FAILED")
 
 
 def _is_vsa(entry: bytes) -> bool:

@@ -145,10 +145,38 @@ class Repository:
             snapshot.signed.meta[f"{role}.json"] = MetaFile(version=self.version(role))
         self._bump("snapshot", snapshot)
         self._write("snapshot", snapshot, [self.signer("snapshot")])
-        self.refresh()
+        self._resign_timestamp()
 
     def refresh(self) -> int:
-        """Re-sign the timestamp (and point it at the newest snapshot); return its version."""
+        """Re-sign the timestamp, and every other online role past half its lifetime.
+
+        Run it more often than the timestamp expires (e.g. hourly from cron). The
+        targets, delegated and snapshot roles are re-signed when half of their
+        validity has passed, so a repository that publishes rarely never lets
+        them expire; the root (offline key) is only reported. Returns the
+        timestamp's version.
+        """
+        now = datetime.now(UTC)
+        changed = []
+        for role in ("targets", *CHANNEL_ROLES):
+            md = self.load(role)
+            if md.signed.expires - now < timedelta(days=self.days[role]) / 2:
+                self._bump(role, md)
+                self._write(role, md, [self.signer(role)])
+                changed.append(role)
+        snapshot = self.load("snapshot")
+        if changed or snapshot.signed.expires - now < timedelta(days=self.days["snapshot"]) / 2:
+            for role in changed:
+                snapshot.signed.meta[f"{role}.json"] = MetaFile(version=self.version(role))
+            self._bump("snapshot", snapshot)
+            self._write("snapshot", snapshot, [self.signer("snapshot")])
+        return self._resign_timestamp()
+
+    def root_expires(self) -> datetime:
+        expires: datetime = self.load("root").signed.expires
+        return expires
+
+    def _resign_timestamp(self) -> int:
         timestamp = self.load("timestamp")
         timestamp.signed.snapshot_meta = MetaFile(version=self.version("snapshot"))
         self._bump("timestamp", timestamp)
@@ -267,9 +295,9 @@ class Repository:
             if role == "targets":
                 self._snapshot_and_timestamp(["targets"])
             else:
-                self.refresh()
+                self._resign_timestamp()
         elif role == "timestamp":
-            self.refresh()
+            self._resign_timestamp()
         return str(new_signer.public_key.keyid)
 
     def _retire(self, role: str, retired: Path) -> None:
