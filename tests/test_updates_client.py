@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from securesystemslib.signer import CryptoSigner
 from tuf.api.metadata import Metadata
 
+from overt.conveyor.conveyor import read_release
 from overt.crypto.dsse import Envelope
 from overt.crypto.intoto import Statement, Subject
 from overt.crypto.note import split
@@ -28,7 +29,7 @@ from overt.policy.trust import load_policy
 from overt.tlog.checkpoint import Checkpoint, sign_checkpoint
 from overt.tlog.proof import TlogProof
 from overt.updates.client import Outcome, UpdateClient, UpdateError, UpdateReport
-from overt.updates.publish import publish_releases, read_release
+from overt.updates.publish import publish_releases
 from overt.updates.repository import (
     INDEX_TARGET,
     ReleaseFiles,

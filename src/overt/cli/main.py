@@ -14,6 +14,7 @@ from overt.cli import (
     note,
     policy,
     rebuild,
+    rules,
     tlog,
     updates,
     vault,
@@ -36,6 +37,7 @@ app.add_typer(witness.app, name="witness")
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(conveyor.app, name="conveyor")
 app.add_typer(rebuild.app, name="rebuild")
+app.add_typer(rules.app, name="rules")
 app.add_typer(policy.app, name="policy")
 app.add_typer(updates.app, name="updates")
 app.command("verify")(policy.verify)

@@ -26,7 +26,7 @@ from overt.policy.bundle import assemble_bundle, index_attestations
 from overt.policy.trust import load_policy
 from overt.tlog.client import LogClient
 from overt.updates.client import UpdateClient, UpdateError
-from overt.updates.publish import publish_releases
+from overt.updates.publish import RuleGate, publish_releases
 from overt.updates.repository import CHANNEL_ROLES, TOP_ROLES, Repository, init_repository
 
 app = typer.Typer(
@@ -72,14 +72,38 @@ def publish(
     log: str = typer.Option(..., "--log", help="The release log (directory or URL)."),
     log_key: str | None = typer.Option(None, "--log-key", help="The log's verifier key."),
     channel: str = typer.Option("products", "--channel", help="products or rules."),
+    conveyor_keys: list[str] = typer.Option(
+        [], "--conveyor-key", help="Rules channel: a conveyor key whose rule-set statements count."
+    ),
+    approvers: list[str] = typer.Option(
+        [], "--approver", help="Rules channel: a supervisor key whose rule approvals count."
+    ),
 ) -> None:
-    """Publish logged releases: artifacts and bundles as targets, new snapshot and timestamp."""
+    """Publish logged releases: artifacts and bundles as targets, new snapshot and timestamp.
+
+    A rule set (--channel rules) is published only if its rule-set statement is logged and
+    every flagged rule is approved by an --approver; otherwise nothing is published and the
+    held-back rules are listed (exit 1).
+    """
     if channel not in CHANNEL_ROLES:
         raise MalformedError(f"--channel must be one of {', '.join(CHANNEL_ROLES)}")
+    gate = None
+    if channel == "rules":
+        if not conveyor_keys:
+            raise MalformedError("--channel rules needs --conveyor-key (whose statements count)")
+        gate = RuleGate(
+            [ed25519_verifier(vkey_argument(k)) for k in conveyor_keys],
+            [ed25519_verifier(vkey_argument(k)) for k in approvers],
+        )
     repository = Repository(repo, keys)
     with err.status("publishing", spinner="dots") as status:
         targets = publish_releases(
-            repository, _log_client(log, log_key), releases, channel, step_reporter(status)
+            repository,
+            _log_client(log, log_key),
+            releases,
+            channel,
+            step_reporter(status),
+            gate,
         )
     for target in targets:
         out.print(f"published {target}", soft_wrap=True)

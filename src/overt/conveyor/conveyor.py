@@ -19,6 +19,7 @@ complete, so a crash never leaves a half-written release behind.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -41,7 +42,7 @@ from overt.crypto.intoto import Subject
 from overt.crypto.keyfile import read_private_key, write_private_key
 from overt.crypto.keys import Ed25519Signer
 from overt.durable import atomic_write, fsync_dir
-from overt.errors import MalformedError, OvertError
+from overt.errors import MalformedError, OvertError, VerificationError
 from overt.log.submit import add_entries, check_target
 
 Step = Callable[[str], None]
@@ -227,6 +228,33 @@ def publish(release_dir: Path, log: str, token: str | None) -> int:
     record["log"] = {"target": log, "index": index, "size": added.size}
     atomic_write(release_dir / RELEASE_FILE, json.dumps(record, indent=2, sort_keys=True).encode())
     return index
+
+
+def read_release(release_dir: Path) -> tuple[str, str, dict[str, bytes], bytes, int]:
+    """(name, version, artifact files, provenance entry, log index) of a conveyor release."""
+    try:
+        record = json.loads((release_dir / RELEASE_FILE).read_text(encoding="utf-8"))
+        name, version = str(record["product"]), str(record["version"])
+        artifacts = dict(record["artifacts"])
+        log = record.get("log")
+    except FileNotFoundError as exc:
+        raise MalformedError(f"{release_dir}: not a conveyor release (no {RELEASE_FILE})") from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise MalformedError(f"{release_dir / RELEASE_FILE}: malformed: {exc}") from exc
+    if not isinstance(log, dict) or not isinstance(log.get("index"), int):
+        raise MalformedError(
+            f"{release_dir}: the release is not logged yet; add {PROVENANCE_FILE} to the "
+            "release log first"
+        )
+    files: dict[str, bytes] = {}
+    for artifact, digest in sorted(artifacts.items()):
+        data = (release_dir / artifact).read_bytes()
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise VerificationError(
+                f"{release_dir / artifact} does not match the digest recorded at build time"
+            )
+        files[artifact] = data
+    return name, version, files, (release_dir / PROVENANCE_FILE).read_bytes(), log["index"]
 
 
 def _release_json(provenance: Provenance) -> bytes:

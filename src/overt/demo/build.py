@@ -21,6 +21,7 @@ import httpx
 
 from overt.demo.customer import CustomerResult, run_customer
 from overt.demo.release import REBUILDER, DemoRelease, build_and_rebuild
+from overt.demo.rules import run_rules
 from overt.durable import atomic_write
 from overt.errors import OvertError, VerificationError
 from overt.log.config import LogConfig
@@ -28,6 +29,7 @@ from overt.log.log import init_log, set_witness_policy
 from overt.log.remote import http_fetcher
 from overt.monitor.config import MonitoredLog
 from overt.monitor.monitor import Monitor, add_monitored_log, init_monitor
+from overt.policy.trust import load_policy
 from overt.tlog.checkpoint import Checkpoint
 from overt.tlog.client import LogClient
 from overt.tlog.hashing import leaf_hash
@@ -204,6 +206,7 @@ def build(root: Path, say: Say, host: str = "127.0.0.1", port: int = 0) -> DemoR
             result.customer = run_customer(
                 root, say, log_url, log_vkey, base, result.release.release.directory
             )
+            run_rules(root, say, log_url, token, base, load_policy(result.customer.policy_file))
         _run_vault(root, say)
     except BaseException:
         server.stop()

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from overt.conveyor.conveyor import Conveyor
+from overt.conveyor.conveyor import Conveyor, read_release
 from overt.durable import atomic_write
 from overt.errors import VerificationError
 from overt.log.remote import http_fetcher
@@ -31,7 +31,7 @@ from overt.policy.trust import load_policy
 from overt.tlog.client import LogClient
 from overt.tlog.policy import Policy
 from overt.updates.client import UpdateClient, UpdateReport
-from overt.updates.publish import publish_releases, read_release
+from overt.updates.publish import publish_releases
 from overt.updates.repository import ReleaseFiles, Repository, init_repository
 
 Say = Callable[[str, str], None]

@@ -40,7 +40,8 @@ def examples_dir() -> Path | None:
     return candidate if (candidate / PRODUCT / "overt.toml").is_file() else None
 
 
-def _commit_sample(source: Path, dest: Path) -> None:
+def commit_sample(source: Path, dest: Path, message: str) -> None:
+    """Copy an example into a git repository of its own, committed at a fixed date."""
     shutil.copytree(source, dest, ignore=shutil.ignore_patterns("dist", "build", "*.egg-info"))
     env = {
         **os.environ,
@@ -54,7 +55,7 @@ def _commit_sample(source: Path, dest: Path) -> None:
     for args in (
         ["init", "--quiet", "--initial-branch=main"],
         ["add", "--all"],
-        ["commit", "--quiet", "--message", "hello-overt 1.0.0"],
+        ["commit", "--quiet", "--message", message],
     ):
         subprocess.run(["git", *args], cwd=dest, env=env, check=True, capture_output=True)
 
@@ -68,7 +69,7 @@ def build_and_rebuild(
         say("conveyor", "skipped: examples/ is not here (run the demo from a source checkout)")
         return None
     sources = root / "sources" / PRODUCT
-    _commit_sample(examples / PRODUCT, sources)
+    commit_sample(examples / PRODUCT, sources, "hello-overt 1.0.0")
 
     conveyor_dir = root / "conveyor"
     conveyor_vkey = init_conveyor(

@@ -9,47 +9,22 @@ when the release is published again.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from overt.conveyor.conveyor import PROVENANCE_FILE, RELEASE_FILE
+from overt.conveyor.conveyor import read_release
 from overt.crypto.dsse import Envelope
 from overt.crypto.intoto import Statement
+from overt.crypto.keys import Ed25519Verifier
 from overt.errors import MalformedError, VerificationError
 from overt.policy.bundle import assemble_bundle, attestation_subject, index_attestations
 from overt.rebuild.vsa import VSA_TYPE
+from overt.rules.release import check_approved
 from overt.tlog.client import LogClient
 from overt.updates.repository import ReleaseFiles, Repository
 
 Step = Callable[[str], None]
-
-
-def read_release(release_dir: Path) -> tuple[str, str, dict[str, bytes], bytes, int]:
-    """(name, version, artifact files, provenance entry, log index) of a conveyor release."""
-    try:
-        record = json.loads((release_dir / RELEASE_FILE).read_text(encoding="utf-8"))
-        name, version = str(record["product"]), str(record["version"])
-        artifacts = dict(record["artifacts"])
-        log = record.get("log")
-    except FileNotFoundError as exc:
-        raise MalformedError(f"{release_dir}: not a conveyor release (no {RELEASE_FILE})") from exc
-    except (ValueError, KeyError, TypeError) as exc:
-        raise MalformedError(f"{release_dir / RELEASE_FILE}: malformed: {exc}") from exc
-    if not isinstance(log, dict) or not isinstance(log.get("index"), int):
-        raise MalformedError(
-            f"{release_dir}: the release is not logged yet; add {PROVENANCE_FILE} to the "
-            "release log first"
-        )
-    files: dict[str, bytes] = {}
-    for artifact, digest in sorted(artifacts.items()):
-        data = (release_dir / artifact).read_bytes()
-        if hashlib.sha256(data).hexdigest() != digest:
-            raise VerificationError(
-                f"{release_dir / artifact} does not match the digest recorded at build time"
-            )
-        files[artifact] = data
-    return name, version, files, (release_dir / PROVENANCE_FILE).read_bytes(), log["index"]
 
 
 def publish_releases(
@@ -58,8 +33,19 @@ def publish_releases(
     release_dirs: list[Path],
     channel: str,
     step: Step = lambda _: None,
+    gate: RuleGate | None = None,
 ) -> list[str]:
-    """Publish releases with bundles proven against the log's current checkpoint."""
+    """Publish releases with bundles proven against the log's current checkpoint.
+
+    On the `rules` channel a `gate` is required: each rule set's logged statement
+    must be signed by one of its conveyor keys and every flagged rule approved by
+    one of its reviewer keys, or nothing is published (RuleSetHeld).
+    """
+    if channel == "rules" and gate is None:
+        raise MalformedError(
+            "publishing rule sets needs the conveyor keys and the approvers' keys to check "
+            "the rule audit"
+        )
     client.update()
     step(f"finding attestations in the {client.checkpoint.size} log entries")
     attestations = index_attestations(client.entries())
@@ -83,9 +69,31 @@ def publish_releases(
                 f"note: no rebuilder verdict is logged for {name} {version} yet; customers "
                 "whose policy requires rebuilds will refuse it until it is published again"
             )
+        if channel == "rules":
+            assert gate is not None
+            archive = next(n for n in sorted(files) if n.endswith((".tar.gz", ".tgz", ".tar")))
+            ruleset = check_approved(
+                [a.entry for a in bundle.attestations],
+                hashlib.sha256(provenance).hexdigest(),
+                hashlib.sha256(files[archive]).hexdigest(),
+                gate.conveyors,
+                gate.approvers,
+            )
+            step(
+                f"{name} {version}: {len(ruleset.rules)} rules, {len(ruleset.flagged)} flagged "
+                "and approved"
+            )
         step(f"{name} {version}: {len(files)} artifact(s), bundle with {verdicts} verdict(s)")
         releases.append(ReleaseFiles(channel, name, version, files, bundle.to_bytes(), index))
     return repository.publish(releases)
+
+
+@dataclass(frozen=True)
+class RuleGate:
+    """Whose rule-set statements and approvals the vendor's publication accepts."""
+
+    conveyors: list[Ed25519Verifier]
+    approvers: list[Ed25519Verifier]
 
 
 def _is_failed_vsa(entry: bytes) -> bool:
