@@ -8,10 +8,14 @@ path relative to the project root. If they are missing the vector tests *fail*
 from __future__ import annotations
 
 import json
+import secrets
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+import drivers
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TESTVECTORS = PROJECT_ROOT.parent / "shared" / "testvectors"
@@ -65,3 +69,49 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             metafunc.parametrize(name, files, ids=ids)
         else:
             metafunc.parametrize(name, [None], ids=["vectors-missing"])
+
+
+# --- the storage drivers (see drivers.py) -------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A throwaway PostgreSQL database for this test run (per xdist worker), with
+    Overt's schema, dropped at the end. Fails, never skips, if the server is down."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    from overt.postgres import migrate
+
+    try:
+        admin = psycopg.connect(drivers.ADMIN_DSN, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.fail(
+            f"PostgreSQL is not reachable at {drivers.ADMIN_DSN} ({exc}); the PostgreSQL "
+            "driver's tests need it (.ci/run starts it; or set OVERT_TEST_POSTGRES)",
+            pytrace=False,
+        )
+    name = f"overt_test_{secrets.token_hex(6)}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    params = conninfo_to_dict(drivers.ADMIN_DSN)
+    dsn = (
+        f"postgresql://{params.get('user', 'postgres')}@{params.get('host', '127.0.0.1')}"
+        f":{params.get('port', 5432)}/{name}"
+    )
+    try:
+        migrate(dsn)
+        yield dsn
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture(scope="session", params=drivers.DRIVERS)
+def database(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The driver under test: "" (SQLite) or the DSN of the throwaway PostgreSQL database."""
+    dsn = "" if request.param == "sqlite" else str(request.getfixturevalue("pg_database"))
+    drivers.DATABASE = dsn
+    try:
+        yield dsn
+    finally:
+        drivers.DATABASE = ""

@@ -7,6 +7,9 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
+import drivers
 from overt.crypto.keys import ed25519_verifier
 from overt.log.config import LogConfig
 from overt.log.fsck import verify_log
@@ -14,10 +17,13 @@ from overt.log.log import Log, init_log
 from overt.log.remote import directory_fetcher
 from overt.tlog.hashing import leaf_hash
 
+# Each test runs on both storage drivers (tests/drivers.py).
+pytestmark = pytest.mark.usefixtures("database")
+
 
 def _log(tmp_path: Path) -> tuple[Path, str]:
     d = tmp_path / "log"
-    return d, init_log(d, LogConfig(origin="bulk.example/log"))
+    return d, init_log(d, LogConfig(origin="bulk.example/log", database=drivers.DATABASE))
 
 
 def test_add_publishes_and_deduplicates(tmp_path: Path) -> None:
@@ -46,25 +52,44 @@ def test_add_after_pending_entries_keeps_their_order(tmp_path: Path) -> None:
         assert log.entry(2) == b"third"
 
 
+# The moments a bulk add can die at: with SQLite, after the checkpoint is on
+# disk but before the transaction commits; with PostgreSQL (which commits the
+# reservation once the tiles are synced), before the checkpoint is written, or
+# after it is written but before the database records it.
+CRASHES = {
+    "sqlite": {"before-commit": "log._store.commit_published = lambda size, root: os._exit(9)"},
+    "postgresql": {
+        "before-publishing": "log._pg.publish = lambda base, new, write: os._exit(9)",
+        "before-recording": "log._pg.publish = lambda base, new, write: (write(), os._exit(9))",
+    },
+}
+
+
 def test_crash_between_publishing_and_committing_is_repaired(tmp_path: Path) -> None:
+    for moment, patch in CRASHES["postgresql" if drivers.postgres() else "sqlite"].items():
+        _crash_and_repair(tmp_path / moment, moment, patch)
+
+
+def _crash_and_repair(tmp_path: Path, moment: str, patch: str) -> None:
     d, vkey = _log(tmp_path)
     with Log(d) as log:
         log.add([b"before %d" % i for i in range(300)])
-    # A process that dies right after the checkpoint is on disk, before its
-    # SQLite transaction commits.
     script = textwrap.dedent(
         f"""
         import os
         from pathlib import Path
         from overt.log.log import Log
         log = Log(Path({str(d)!r}))
-        log._store.commit_published = lambda size, root: os._exit(9)
+        {patch}
         log.add([b"crash %d" % i for i in range(500)])
         """
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
     assert proc.returncode == 9, proc.stderr
     with Log(d) as log:
+        if moment == "before-publishing":
+            assert log.checkpoint.size == 300  # synced and committed, not yet published
+            assert log.integrate().size == 800
         assert log.checkpoint.size == 800  # published before the crash
         assert log.sequenced_size() == 800  # re-indexed from the tiles
         assert log.lookup(leaf_hash(b"crash 7")) == 307
@@ -79,13 +104,14 @@ def test_entries_sequenced_while_add_runs_keep_their_index(tmp_path: Path, monke
     """Another thread sequencing just before the bulk path reserves must not lose its entry."""
     import threading
 
-    from overt.log import sqlite_store
+    from overt.log import pg_store, sqlite_store
 
+    store_class = pg_store.PostgresStore if drivers.postgres() else sqlite_store.SQLiteStore
     d, _ = _log(tmp_path)
     with Log(d) as log:
         log.add([b"a0", b"a1"])
         acked: list[int] = []
-        original = sqlite_store.SQLiteStore.reserve
+        original = store_class.reserve
 
         def reserve(self, hashes):  # type: ignore[no-untyped-def]
             t = threading.Thread(target=lambda: acked.append(log.sequence([b"concurrent"])[0]))
@@ -93,9 +119,9 @@ def test_entries_sequenced_while_add_runs_keep_their_index(tmp_path: Path, monke
             t.join()
             return original(self, hashes)
 
-        monkeypatch.setattr(sqlite_store.SQLiteStore, "reserve", reserve)
+        monkeypatch.setattr(store_class, "reserve", reserve)
         indexes, cp = log.add([b"bulk0", b"bulk1"])
-        monkeypatch.setattr(sqlite_store.SQLiteStore, "reserve", original)
+        monkeypatch.setattr(store_class, "reserve", original)
         assert acked == [2]
         assert indexes == [3, 4]
         assert cp.size == 5

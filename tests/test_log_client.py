@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+import drivers
 from overt.crypto.keys import Ed25519Signer, Ed25519Verifier, ed25519_verifier
 from overt.errors import MalformedError, OvertError, VerificationError
 from overt.log.config import LogConfig
@@ -43,6 +44,9 @@ N = 300  # one full level-0 tile, a partial one, and a partial level-1 tile
 ROUNDS = ((0, 1), (1, 5), (5, 256), (256, N))
 
 Fetch = Callable[[str], bytes]
+
+# Each test runs on both storage drivers (tests/drivers.py).
+pytestmark = pytest.mark.usefixtures("database")
 
 
 def entry_bytes(i: int, tag: bytes = b"") -> bytes:
@@ -76,7 +80,7 @@ class BuiltLog:
 def build_log(
     root: Path, entries: list[bytes], rounds: tuple[tuple[int, int], ...] | None = None
 ) -> BuiltLog:
-    init_log(root, LogConfig(origin=ORIGIN))
+    init_log(root, LogConfig(origin=ORIGIN, database=drivers.DATABASE))
     built = BuiltLog(root, [], {0: (root / "tiles" / "checkpoint").read_bytes()})
     grow(built, entries, rounds)
     return built
@@ -99,6 +103,8 @@ def same_key_log(original: BuiltLog, root: Path) -> BuiltLog:
 
     Its own key is replaced by the original's, and its empty checkpoint by
     the original's empty checkpoint (the empty tree is the same for both).
+    It keeps its state in SQLite whatever the driver under test: a log that
+    forks from another is a separate installation, not a second front end.
     """
     init_log(root, LogConfig(origin=ORIGIN))
     (root / "secrets" / "log.key").write_bytes((original.dir / "secrets" / "log.key").read_bytes())
@@ -139,7 +145,7 @@ def current_tree_files(size: int) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> BuiltLog:
+def built(tmp_path_factory: pytest.TempPathFactory, database: str) -> BuiltLog:
     root = tmp_path_factory.mktemp("client") / "log"
     return build_log(root, [entry_bytes(i) for i in range(N)], ROUNDS)
 

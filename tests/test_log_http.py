@@ -22,6 +22,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+import drivers
 from overt.crypto.keys import Ed25519Verifier, ed25519_verifier
 from overt.log.config import LogConfig
 from overt.log.log import Log, init_log
@@ -34,13 +35,16 @@ from overt.web.log_api import MAX_BATCH, LogService, log_router
 
 ORIGIN = "example.com/overt/http-test"
 
+# Each test runs on both storage drivers (tests/drivers.py).
+pytestmark = pytest.mark.usefixtures("database")
+
 
 # --- helpers ---------------------------------------------------------------
 
 
 def make_log(root: Path, **settings: Any) -> Path:
     settings.setdefault("integration_period_ms", 50)
-    init_log(root, LogConfig(origin=ORIGIN, **settings))
+    init_log(root, LogConfig(origin=ORIGIN, database=drivers.DATABASE, **settings))
     return root
 
 
@@ -130,7 +134,7 @@ class Populated:
 
 
 @pytest.fixture(scope="module")
-def populated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Populated]:
+def populated(tmp_path_factory: pytest.TempPathFactory, database: str) -> Iterator[Populated]:
     log_dir = make_log(tmp_path_factory.mktemp("populated") / "log")
     entries = [b"entry %d" % i for i in range(N_ENTRIES)]
     with serve(log_dir) as client:
@@ -532,17 +536,34 @@ def test_entry_read_during_publication_is_not_500(tmp_path: Path) -> None:
         h = auth(log_dir)
         client.post("/add-batch", json={"entries": [b64(b"a"), b64(b"b")]}, headers=h)
         store = service.log._store
-        original = store.record_published
         seen: list[httpx.Response] = []
 
-        def record_then_read(size: int, root: bytes) -> None:
-            original(size, root)
+        def read() -> None:
             # a reader arriving before Log._checkpoint is updated
             client.event_hooks["response"].clear()
             seen.append(client.get("/entry/1"))
             guard(client)
 
-        store.record_published = record_then_read  # type: ignore[method-assign]
+        if drivers.postgres():
+            # With PostgreSQL the pending rows go when the publication is
+            # recorded, under the fence.
+            pg = service.log._pg
+            assert pg is not None
+            publish = pg.publish
+
+            def publish_then_read(base: Any, new: Any, write: Any) -> None:
+                publish(base, new, write)
+                read()
+
+            pg.publish = publish_then_read  # type: ignore[method-assign]
+        else:
+            original = store.record_published
+
+            def record_then_read(size: int, root: bytes) -> None:
+                original(size, root)
+                read()
+
+            store.record_published = record_then_read  # type: ignore[method-assign]
         service.log.integrate()
         assert len(seen) == 1
         resp = seen[0]
@@ -707,6 +728,8 @@ def test_status_fields(populated: Populated) -> None:
     assert body["pool_size"] == LogConfig(origin=ORIGIN).pool_size
     assert body["refused"] == 0
     assert body["vkey"] == (populated.dir / "log.vkey").read_text().strip()
+    assert body["driver"] == ("postgresql" if drivers.postgres() else "sqlite")
+    assert body["integrating"] is True  # the only front end
 
 
 # --- tiles ------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import drivers
 from overt.crypto.keys import Ed25519Verifier, ed25519_verifier
 from overt.log.config import LogConfig
 from overt.log.fsck import verify_log
@@ -47,6 +48,9 @@ FUZZ = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+
+# Each test runs on both storage drivers (tests/drivers.py).
+pytestmark = pytest.mark.usefixtures("database")
 
 
 # --- the log under test ----------------------------------------------------------
@@ -94,7 +98,15 @@ class Fuzzed:
 
 
 def _make(root: Path, seed_entries: int) -> Path:
-    init_log(root, LogConfig(origin=ORIGIN, integration_period_ms=20, max_entry_size=MAX_ENTRY))
+    init_log(
+        root,
+        LogConfig(
+            origin=ORIGIN,
+            integration_period_ms=20,
+            max_entry_size=MAX_ENTRY,
+            database=drivers.DATABASE,
+        ),
+    )
     if seed_entries:
         with Log(root) as log:
             # several publications, so older partial tiles exist too

@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+import drivers
 from overt.crypto.keys import ed25519_verifier
 from overt.errors import VerificationError
 from overt.log.config import LogConfig, load_config
@@ -32,6 +33,9 @@ from overt.witness.witness import Witness, init_witness
 
 OVERT = [sys.executable, "-m", "overt.cli"]
 POLICY_FILE = "witnesses.tlog-policy"
+
+# Each test runs on both storage drivers (tests/drivers.py).
+pytestmark = pytest.mark.usefixtures("database")
 
 
 def free_port() -> int:
@@ -152,7 +156,15 @@ def policy_text(log_vkey: str, ws: list[WitnessProc], quorum_lines: str) -> str:
 
 def make_witnessed_log(root: Path, origin: str, **settings: int) -> str:
     """A log whose config names DIR/witnesses.tlog-policy (to be written after init)."""
-    return init_log(root, LogConfig(origin=origin, witness_policy=POLICY_FILE, **settings))
+    return init_log(
+        root,
+        LogConfig(
+            origin=origin,
+            witness_policy=POLICY_FILE,
+            database=drivers.DATABASE,
+            **settings,  # type: ignore[arg-type]
+        ),
+    )
 
 
 def published(log_dir: Path, policy: Policy) -> VerifiedCheckpoint:
@@ -334,7 +346,10 @@ def test_restarted_log_resyncs_with_witnesses_through_409(
     tmp_path: Path, witnesses: Witnesses
 ) -> None:
     log_dir = tmp_path / "log"
-    vkey = init_log(log_dir, LogConfig(origin=RESTART_ORIGIN, integration_period_ms=50))
+    vkey = init_log(
+        log_dir,
+        LogConfig(origin=RESTART_ORIGIN, integration_period_ms=50, database=drivers.DATABASE),
+    )
     ws = [witnesses["w1"], witnesses["w2"]]
     text = policy_text(vkey, ws, "group both all w1 w2\nquorum both\n")
     policy_path = tmp_path / "policy.txt"
@@ -400,8 +415,12 @@ def test_restarted_log_resyncs_with_witnesses_through_409(
 
 def test_set_witnesses_refuses_bad_policies(tmp_path: Path) -> None:
     log_dir = tmp_path / "log"
-    vkey = init_log(log_dir, LogConfig(origin="example.com/overt/set-witnesses"))
-    other_vkey = init_log(tmp_path / "other", LogConfig(origin="example.com/overt/other"))
+    vkey = init_log(
+        log_dir, LogConfig(origin="example.com/overt/set-witnesses", database=drivers.DATABASE)
+    )
+    other_vkey = init_log(
+        tmp_path / "other", LogConfig(origin="example.com/overt/other", database=drivers.DATABASE)
+    )
     w1 = init_witness(tmp_path / "w1", "witness.example/w1")
     w2 = init_witness(tmp_path / "w2", "witness.example/w2")
     config_before = (log_dir / "log.toml").read_bytes()
@@ -449,7 +468,7 @@ def test_set_witnesses_on_an_open_log_changes_nothing(tmp_path: Path) -> None:
     from overt.log.log import Log, LogError, init_log, set_witness_policy
 
     log_dir = tmp_path / "log"
-    vkey = init_log(log_dir, LogConfig(origin="example.com/open"))
+    vkey = init_log(log_dir, LogConfig(origin="example.com/open", database=drivers.DATABASE))
     witness = Ed25519Signer.generate("w.example/1", SIG_COSIGNATURE_V1).verifier_key()
     policy = f"log {vkey}\nwitness w1 {witness} http://127.0.0.1:9\nquorum w1\n".encode()
     config_before = (log_dir / "log.toml").read_bytes()

@@ -30,8 +30,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
+import drivers
 from overt.cli.main import app
 from overt.vault.actors import ActorEntry
 from overt.vault.audit import audit
@@ -124,9 +126,12 @@ else:
 print("survived", flush=True)
 """
 
+# Each test runs on both storage drivers (tests/drivers.py).
+pytestmark = pytest.mark.usefixtures("database")
+
 
 def make_vault(root: Path) -> None:
-    init_vault(root, POLICY, "test.example/crash")
+    init_vault(root, POLICY, "test.example/crash", drivers.DATABASE)
     text = (root / "actors.toml").read_text()
     for name, justs in (("dana", ("THREAT_ANALYSIS",)), ("dpo", ("DATA_ERASURE",))):
         text += "\n" + ActorEntry(Actor(name, "staff", "Acme", "CH"), justs, "").to_toml()

@@ -26,7 +26,7 @@ from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from overt.log.log import Log
+import drivers
 from overt.vault.actors import ActorEntry
 from overt.vault.audit import audit
 from overt.vault.events import Actor, open_event
@@ -63,6 +63,9 @@ STAFF = {
     "dpo": ("data protection officer", ("DATA_ERASURE",)),
 }
 
+# Each test runs on both storage drivers (tests/drivers.py).
+pytestmark = pytest.mark.usefixtures("database")
+
 
 class Setup:
     def __init__(self, root: Path) -> None:
@@ -85,7 +88,7 @@ class Setup:
 
 def make_vault(tmp_path: Path) -> Setup:
     root = tmp_path / "vault"
-    init_vault(root, POLICY, ORIGIN)
+    init_vault(root, POLICY, ORIGIN, drivers.DATABASE)
     setup = Setup(root)
     text = (root / "actors.toml").read_text()
     for name, (role, justs) in STAFF.items():
@@ -253,7 +256,9 @@ def test_ingest_refuses_bad_bodies_with_400_and_stores_nothing(tmp_path: Path) -
 
 
 @pytest.fixture(scope="module")
-def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Setup]]:
+def fuzz_server(
+    tmp_path_factory: pytest.TempPathFactory, database: str
+) -> Iterator[tuple[TestClient, Setup]]:
     setup = make_vault(tmp_path_factory.mktemp("fuzz"))
     with serve(setup.root) as client:
         yield client, setup
@@ -405,7 +410,7 @@ def test_log_down_refuses_ingest_and_reads_with_403(tmp_path: Path) -> None:
     setup = make_vault(tmp_path)
     with serve(setup.root) as client:
         (object_id,) = ingest(client, setup, "c", "DE", [b"data"]).json()["ids"]
-    with Log(setup.root / "logs" / ZRH), serve(setup.root) as client:
+    with drivers.log_held_elsewhere(setup.root / "logs" / ZRH), serve(setup.root) as client:
         resp = ingest(client, setup, "c", "AT", [b"more"])
         assert resp.status_code == 403 and "unavailable" in error_of(resp)
         resp = client.get(
@@ -515,7 +520,10 @@ def test_status_while_the_access_log_is_down_is_not_a_500(tmp_path: Path) -> Non
     unavailable (or a 503). Was: 500 "... is in use by another overt process".
     """
     setup = make_vault(tmp_path)
-    with Log(setup.root / "logs" / ZRH), serve(setup.root, guard=False) as client:
+    with (
+        drivers.log_held_elsewhere(setup.root / "logs" / ZRH),
+        serve(setup.root, guard=False) as client,
+    ):
         resp = client.get("/status")
     assert resp.status_code != 500, resp.text
 

@@ -64,12 +64,23 @@ def init(
     sequence_linger_ms: int = typer.Option(5, help="Longest wait to fill a sequencing batch."),
     pool_size: int = typer.Option(50_000, help="Entries that may wait; beyond, adds get 503."),
     max_entry_size: int = typer.Option(65_535, help="Largest entry accepted, in bytes."),
+    database: str = typer.Option(
+        "",
+        "--database",
+        help="Keep the sequencing state in this PostgreSQL database (postgresql://...), "
+        "so several 'overt log serve' processes can share the log; default: SQLite in DIR.",
+    ),
 ) -> None:
     """Create a log: its key, write token, configuration and an empty checkpoint.
 
     Prints the log's verifier key (also in DIR/log.vkey). The bearer token for
-    adds is in DIR/secrets/write-token.
+    adds is in DIR/secrets/write-token. With --database, the database's schema
+    is created or upgraded first ('overt db migrate').
     """
+    if database:
+        from overt.postgres import check_dsn
+
+        check_dsn(database)
     config = LogConfig(
         origin=origin,
         integration_period_ms=integration_period_ms,
@@ -77,6 +88,7 @@ def init(
         sequence_linger_ms=sequence_linger_ms,
         pool_size=pool_size,
         max_entry_size=max_entry_size,
+        database=database,
     )
     out.print(init_log(directory, config), soft_wrap=True)
 

@@ -7,6 +7,7 @@ import typer
 from overt import __version__
 from overt.cli import (
     conveyor,
+    db,
     demo,
     keys,
     log,
@@ -44,6 +45,7 @@ app.command("verify")(policy.verify)
 app.command("update")(updates.update)
 app.add_typer(vault.app, name="vault")
 app.add_typer(vault.access_app, name="access")
+app.add_typer(db.app, name="db")
 app.command("demo")(demo.demo)
 
 

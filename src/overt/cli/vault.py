@@ -53,9 +53,15 @@ def init(
     origin: str = typer.Option(
         ..., "--origin", help="Prefix for the access logs' origins, e.g. example.com/acme."
     ),
+    database: str = typer.Option(
+        "",
+        "--database",
+        help="Keep the regions' records and the access logs' sequencing state in this "
+        "PostgreSQL database (postgresql://...); default: SQLite files in the vault.",
+    ),
 ) -> None:
     """Create a vault: its signing key, and one access log per region of the policy."""
-    vkey = init_vault(directory, read_input(policy, "policy").decode("utf-8"), origin)
+    vkey = init_vault(directory, read_input(policy, "policy").decode("utf-8"), origin, database)
     out.print(vkey, soft_wrap=True)
 
 

@@ -15,7 +15,7 @@ from overt.crypto.encoding import check_key_name
 from overt.errors import MalformedError
 from overt.tlog.tiles import MAX_ENTRY_SIZE
 
-DRIVERS = ("sqlite",)
+DRIVERS = ("sqlite", "postgresql")
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,12 @@ class LogConfig:
     # adds are refused with HTTP 503 and Retry-After.
     pool_size: int = 50_000
     max_entry_size: int = MAX_ENTRY_SIZE
+    # Storage of the sequencing state: "sqlite" keeps it in DIR/state (one
+    # process serves the log); "postgresql" keeps it in the database named by
+    # `database` (a postgresql:// URL), and several front ends may serve the
+    # log at once. Setting `database` selects "postgresql".
     driver: str = "sqlite"
+    database: str = ""
     # Witnessing: a C2SP tlog-policy file (relative to the log directory)
     # listing this log, the witnesses with their URLs, and the quorum. When
     # set, a checkpoint is published only once the quorum has cosigned it.
@@ -61,8 +66,19 @@ class LogConfig:
                 raise MalformedError(f"{name}: must be an integer from {low} to {high}")
         if not isinstance(self.witness_policy, str) or "\n" in self.witness_policy:
             raise MalformedError("witness_policy: must be a file name")
+        if not isinstance(self.database, str):
+            raise MalformedError("database: must be a postgresql:// URL")
+        if self.database and self.driver == "sqlite":
+            object.__setattr__(self, "driver", "postgresql")
         if self.driver not in DRIVERS:
             raise MalformedError(f"driver: must be one of {', '.join(DRIVERS)}")
+        if self.driver == "postgresql":
+            if not self.database.startswith(("postgresql://", "postgres://")):
+                raise MalformedError(
+                    "database: driver postgresql needs a postgresql:// URL naming the database"
+                )
+            if "\n" in self.database:
+                raise MalformedError("database: must be one line")
 
     @classmethod
     def from_toml(cls, text: str, where: str = "log.toml") -> LogConfig:

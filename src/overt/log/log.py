@@ -7,13 +7,18 @@ Directory layout (docs/log.md):
     DIR/secrets/log.key       the log's private key (0600)
     DIR/secrets/write-token   bearer token for adds (0600)
     DIR/state/sequence.db     SQLite (WAL): pending entries, dedup index, metadata
+                              (or, with `database` in log.toml, PostgreSQL)
     DIR/tiles/                checkpoint, tile/..., tile/entries/... (C2SP tlog-tiles)
 
 `Log` is the Python API the CLI, the HTTP server and the benchmarks share.
 Adding is two steps: `sequence` makes entries durable and gives them indexes;
 `integrate` extends the tiles and publishes a checkpoint that covers them.
-Only one process may open a log directory for writing at a time (a lock file
-enforces it).
+
+With SQLite only one process may open a log directory at a time (an exclusive
+lock file enforces it). With PostgreSQL any number may (they share the lock),
+all sequence, and the one holding the database's integration lock integrates;
+the others follow the published checkpoint file and take over within about a
+second when the integrator dies (pg_store.py).
 """
 
 from __future__ import annotations
@@ -24,9 +29,11 @@ import logging
 import os
 import secrets
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from overt.crypto.keyfile import read_private_key, write_private_key
 from overt.crypto.keys import Ed25519Signer, VerifierKey, ed25519_verifier
@@ -35,6 +42,7 @@ from overt.errors import MalformedError, OvertError
 from overt.log.config import LogConfig, load_config
 from overt.log.integrator import Integrator, TileCorruptError
 from overt.log.sqlite_store import SQLiteStore
+from overt.log.store import SequenceStore
 from overt.tlog.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from overt.tlog.hashing import EMPTY_ROOT, HASH_SIZE
 from overt.tlog.merkle import consistency_proof, inclusion_proof
@@ -52,7 +60,15 @@ from overt.tlog.tiles import (
 )
 from overt.witness.gather import Gatherer
 
+if TYPE_CHECKING:
+    from overt.log.pg_store import PostgresStore
+
 log = logging.getLogger("overt.log")
+
+# With PostgreSQL: how often a front end that is not integrating tries to take
+# the integration lock, and looks for a newer published checkpoint.
+LEAD_RETRY_S = 1.0
+FOLLOW_POLL_S = 0.05
 
 
 def check_witness_policy(policy: Policy, log_key: VerifierKey) -> None:
@@ -122,12 +138,17 @@ def init_log(root: Path, config: LogConfig) -> str:
         raise LogError(f"{root} already holds a log ({paths.config} exists)")
     if root.exists() and any(root.iterdir()):
         raise LogError(f"{root} is not empty; choose a new directory for the log")
+    signer = Ed25519Signer.generate(config.origin)
+    vkey = str(signer.verifier_key())
+    if config.database:
+        # First, so that an unreachable database leaves no half-made directory.
+        from overt.log.pg_store import create_log
+
+        create_log(config.database, vkey, config.origin)
     for d in (root, paths.key.parent, paths.db.parent, paths.tiles):
         d.mkdir(parents=True, exist_ok=True)
     os.chmod(paths.key.parent, 0o700)
-    signer = Ed25519Signer.generate(config.origin)
     write_private_key(paths.key, signer)
-    vkey = str(signer.verifier_key())
     atomic_write(paths.vkey, (vkey + "\n").encode())
     atomic_write(paths.token, (secrets.token_urlsafe(32) + "\n").encode(), mode=0o600)
     # The empty tree gets a checkpoint too, so clients can start following at once.
@@ -139,16 +160,35 @@ def init_log(root: Path, config: LogConfig) -> str:
     return vkey
 
 
-def _take_lock(paths: LogPaths) -> int:
-    """Hold the log directory for this process alone (released when the fd is closed)."""
+def _take_lock(paths: LogPaths, shared: bool = False) -> int:
+    """Hold the log directory for this process alone, or `shared` with other front
+    ends (PostgreSQL), but never with a process that holds it alone (released
+    when the fd is closed)."""
     paths.lock.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except BlockingIOError as exc:
         os.close(fd)
         raise LogError(f"{paths.root} is in use by another overt process") from exc
     return fd
+
+
+def migrate_sqlite_state(root: Path) -> int:
+    """Create or upgrade a stopped SQLite log's state database; return its schema version."""
+    from overt.log.sqlite_store import SCHEMA_VERSION
+
+    paths = LogPaths(root)
+
+    def no_tiles(i: int) -> bytes:
+        raise IndexError(i)
+
+    fd = _take_lock(paths)
+    try:
+        SQLiteStore(paths.db, no_tiles).close()
+    finally:
+        os.close(fd)
+    return SCHEMA_VERSION
 
 
 WITNESS_POLICY_FILE = "witnesses.tlog-policy"
@@ -179,14 +219,23 @@ def set_witness_policy(root: Path, policy: bytes | None) -> Policy | None:
 
 
 class Log:
-    """An open log directory. Thread-safe; one writer process per directory."""
+    """An open log directory. Thread-safe; one writer process per directory with
+    SQLite, any number of front ends with PostgreSQL."""
 
     def __init__(self, root: Path) -> None:
         self.paths = LogPaths(root)
         if not self.paths.config.exists():
             raise LogError(f"{root} is not a log directory (no log.toml); run 'overt log init'")
         self.config = load_config(self.paths.config)
-        self._lock_fd = _take_lock(self.paths)
+        self.shared = bool(self.config.database)
+        self._lock_fd = _take_lock(self.paths, shared=self.shared)
+        try:
+            self._open()
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
+
+    def _open(self) -> None:
         self._signer = read_private_key(self.paths.key)
         if self._signer.name != self.config.origin:
             raise LogError(
@@ -203,17 +252,33 @@ class Log:
             )
         self._checkpoint = published
         self._signed = self.paths.checkpoint.read_bytes()
-        self._store = SQLiteStore(self.paths.db, lambda i: self._integrator.leaf_hash(i))
-        recorded, _ = self._store.published()
-        if recorded > published.size:
-            raise LogError(
-                f"the published checkpoint (size {published.size}) is older than one this log "
-                f"already published (size {recorded}); was tiles/ restored from a backup?"
-            )
-        if self._store.next_index() < published.size:
-            # A crash between publishing a bulk checkpoint and committing its
-            # transaction: the published tiles hold the truth; index them.
-            self._repair(self._store.next_index(), published)
+        self._checkpoint_stat = self._stat_checkpoint()
+        self._pg: PostgresStore | None = None
+        self._sqlite: SQLiteStore | None = None
+        self._store: SequenceStore
+        if self.shared:
+            from overt.log.pg_store import PostgresStore
+
+            # The published state is reconciled with the database by whichever
+            # front end takes the integration lock (`_take_over`), not here:
+            # others may publish while this one opens.
+            self._pg = PostgresStore(self.config.database, str(self.verifier.vkey))
+            self._store = self._pg
+        else:
+            self._sqlite = SQLiteStore(self.paths.db, lambda i: self._integrator.leaf_hash(i))
+            self._store = self._sqlite
+            recorded, _ = self._sqlite.published()
+            if recorded > published.size:
+                self._sqlite.close()
+                raise LogError(
+                    f"the published checkpoint (size {published.size}) is older than one this "
+                    f"log already published (size {recorded}); was tiles/ restored from a backup?"
+                )
+            if self._sqlite.next_index() < published.size:
+                # A crash between publishing a bulk checkpoint and committing its
+                # transaction: the published tiles hold the truth; index them.
+                self._repair(self._sqlite.next_index(), published)
+        self._next_lead_attempt = 0.0
         self._gatherer = self._load_witnesses()
         self.witness_errors: dict[str, str] = {}
         self._tile_cache = TileCache(4096)
@@ -237,6 +302,10 @@ class Log:
         except FileNotFoundError as exc:
             raise LogError(f"{self.paths.checkpoint} is missing") from exc
         return open_checkpoint(data, self.verifier).checkpoint
+
+    def _stat_checkpoint(self) -> tuple[int, int, int]:
+        st = os.stat(self.paths.checkpoint)
+        return st.st_mtime_ns, st.st_size, st.st_ino
 
     def close(self) -> None:
         if self._gatherer is not None:
@@ -271,78 +340,255 @@ class Log:
         hashes = [sha(b"\x00" + e).digest() for e in entries]
         return self._store.sequence(hashes, entries)
 
+    @property
+    def integrating(self) -> bool:
+        """Whether this process integrates (always, with SQLite)."""
+        return self._pg is None or self._pg.leading
+
     def integrate(self) -> Checkpoint:
         """Integrate everything sequenced so far and publish a new checkpoint.
 
         With witnesses configured, the checkpoint is published only once the
         policy's quorum has cosigned it; otherwise the previous one stays the
         public one (the tiles are kept, and the next call tries again).
+        With PostgreSQL, only the front end holding the integration lock
+        integrates; on any other this takes the lock if it is free (at most
+        once a second), or else just follows the published checkpoint.
         """
         with self._write_lock:
-            target = self._store.next_index()
-            start = self._integrator.size
-            if target > start:
-                hashes, entries = self._store.pending(start, target)
-                self._integrator.extend(entries, hashes)
-            published = self._publish()
-            if published is not None:
-                self._store.record_published(published.size, published.root_hash)
+            if not self._lead():
+                return self.refresh()
+            try:
+                target = self._store.next_index()
+                start = self._integrator.size
+                if target > start:
+                    hashes, entries = self._store.pending(start, target)
+                    self._integrator.extend(entries, hashes)
+                published = self._publish()
+                if published is not None and self._sqlite is not None:
+                    self._sqlite.record_published(published.size, published.root_hash)
+            except BaseException:
+                self._step_down()
+                raise
+            return self._checkpoint
+
+    def _lead(self) -> bool:
+        """With PostgreSQL: hold the integration lock, taking it if it is free."""
+        pg = self._pg
+        if pg is None or pg.leading:
+            return True
+        now = time.monotonic()
+        if now < self._next_lead_attempt:
+            return False
+        self._next_lead_attempt = now + LEAD_RETRY_S
+        try:
+            if not pg.try_lead():
+                return False
+        except OvertError as exc:
+            log.warning("cannot try the integration lock: %s", exc)
+            return False
+        try:
+            self._take_over()
+        except BaseException:
+            pg.step_down()
+            raise
+        log.info("%s: this process now integrates the log", self.config.origin)
+        return True
+
+    def _step_down(self) -> None:
+        """After a failure while integrating with PostgreSQL: let another front end try."""
+        if self._pg is not None and self._pg.leading:
+            self._pg.step_down()
+            log.warning("%s: gave up the integration lock", self.config.origin)
+
+    def _take_over(self) -> None:
+        """Just took the integration lock: re-read what was published and reconcile.
+
+        The checkpoint file is the public truth. The database may lag it by one
+        publication (an integrator died between replacing the file and
+        recording it), and its bulk path may have synced tiles beyond it that
+        are not yet published (`integrated`). Anything else is refused.
+        """
+        pg = self._pg
+        assert pg is not None
+        signed = self.paths.checkpoint.read_bytes()
+        stat = self._stat_checkpoint()
+        cp = open_checkpoint(signed, self.verifier).checkpoint
+        recorded, recorded_root = pg.published()
+        if recorded > cp.size or (recorded == cp.size and recorded_root != cp.root_hash):
+            raise LogError(
+                f"the published checkpoint (size {cp.size}) is not the one this log last "
+                f"published (size {recorded}); was tiles/ restored from a backup?"
+            )
+        if pg.next_index() < cp.size:
+            raise LogError(
+                f"the database has fewer entries ({pg.next_index()}) than the published "
+                f"checkpoint ({cp.size}); was it restored from an older backup?"
+            )
+        integrated, integrated_root = pg.integrated()
+        if integrated > cp.size:
+            integrator = Integrator(self.paths.tiles, integrated)
+            if integrator.root() != integrated_root:
+                raise TileCorruptError(
+                    f"tiles under {self.paths.tiles} for size {integrated} do not hash to the "
+                    "root the database recorded for them"
+                )
+        else:
+            integrator = Integrator(self.paths.tiles, cp.size)
+            if integrator.root() != cp.root_hash:
+                raise TileCorruptError(
+                    f"tiles under {self.paths.tiles} do not hash to the published checkpoint's "
+                    "root; run 'overt log verify' to find the damage"
+                )
+        if recorded < cp.size:
+            log.warning(
+                "%s: recording checkpoint %d published by a lost integrator", cp.origin, cp.size
+            )
+            pg.publish(
+                (recorded, recorded_root or EMPTY_ROOT), (cp.size, cp.root_hash), lambda: None
+            )
+        self._integrator = integrator
+        with self._integrated:
+            if cp.size < self._checkpoint.size:
+                raise LogError(
+                    f"the published checkpoint went back from size {self._checkpoint.size} "
+                    f"to {cp.size}"
+                )
+            self._checkpoint, self._signed, self._checkpoint_stat = cp, signed, stat
+            self._integrated.notify_all()
+
+    def refresh(self) -> Checkpoint:
+        """With PostgreSQL, on a front end that does not integrate: read the checkpoint
+        file again if it changed, and move on to it if it is newer."""
+        if self.integrating:
+            return self._checkpoint
+        try:
+            stat = self._stat_checkpoint()
+            if stat == self._checkpoint_stat:
+                return self._checkpoint
+            signed = self.paths.checkpoint.read_bytes()
+            cp = open_checkpoint(signed, self.verifier).checkpoint
+        except (OSError, OvertError) as exc:
+            log.warning("cannot read the published checkpoint: %s", exc)
+            return self._checkpoint
+        with self._integrated:
+            self._checkpoint_stat = stat
+            current = self._checkpoint
+            if cp.size > current.size:
+                self._checkpoint, self._signed = cp, signed
+                self._integrated.notify_all()
+            elif cp.size < current.size or cp.root_hash != current.root_hash:
+                log.error(
+                    "%s: the published checkpoint changed from size %d to %d%s; keeping %d",
+                    cp.origin,
+                    current.size,
+                    cp.size,
+                    " with another root" if cp.size == current.size else "",
+                    current.size,
+                )
             return self._checkpoint
 
     def add(self, entries: Sequence[bytes]) -> tuple[list[int], Checkpoint]:
         """Add entries and publish a checkpoint covering them: the bulk path.
 
         When nothing else is waiting, the entries go straight into the tiles
-        under one open SQLite transaction that also records the publication,
-        instead of being stored, read back and deleted as pending rows. The
-        checkpoint returned covers the entries unless a witness quorum could
-        not be reached; then they are kept as pending and published later.
+        under one open transaction that also records them (and, with SQLite,
+        the publication), instead of being stored, read back and deleted as
+        pending rows. The checkpoint returned covers the entries unless a
+        witness quorum could not be reached; then they are kept and published
+        later. With PostgreSQL, a front end that does not integrate sequences
+        the entries and waits (up to a minute) for the integrator to publish them.
         """
         self._check_sizes(entries)
         sha = hashlib.sha256
         hashes = [sha(b"\x00" + e).digest() for e in entries]
         with self._write_lock:
-            if self._store.next_index() == self._integrator.size == self._checkpoint.size:
+            if (
+                self._lead()
+                and self._store.next_index() == self._integrator.size == self._checkpoint.size
+            ):
                 done = self._add_bulk(entries, hashes)
                 if done is not None:
                     return done
         # Entries are pending (from the pool, or sequenced concurrently): the
         # ordinary path keeps everyone's order.
         indexes = self._store.sequence(hashes, entries)
-        return indexes, self.integrate()
+        checkpoint = self.integrate()
+        if indexes and checkpoint.size <= max(indexes) and not self.integrating:
+            checkpoint = self.wait_integrated(max(indexes) + 1, 60.0) or self._checkpoint
+        return indexes, checkpoint
 
     def _add_bulk(
         self, entries: Sequence[bytes], hashes: list[bytes]
     ) -> tuple[list[int], Checkpoint] | None:
         """The bulk path, under the write lock; None if the log turned out not to be idle."""
-        indexes, new = self._store.reserve(hashes)
+        if self._pg is not None:
+            return self._add_bulk_shared(entries, hashes)
+        store = self._sqlite
+        assert store is not None
+        indexes, new = store.reserve(hashes)
         if not new:  # every entry was logged already
-            self._store.rollback()
+            store.rollback()
             return indexes, self._checkpoint
         if indexes[new[0]] != self._integrator.size:
             # Another thread sequenced entries since the check: they come first.
-            self._store.rollback()
+            store.rollback()
             return None
         try:
             self._integrator.extend([entries[p] for p in new], [hashes[p] for p in new])
             published = self._publish()
         except BaseException:
-            self._store.rollback()
+            store.rollback()
             self._integrator = Integrator(self.paths.tiles, self._checkpoint.size)
             raise
         if published is not None:
-            self._store.commit_published(published.size, published.root_hash)
+            store.commit_published(published.size, published.root_hash)
             return indexes, published
         # No witness quorum: keep the entries the ordinary, durable way.
-        self._store.rollback()
+        store.rollback()
         self._integrator = Integrator(self.paths.tiles, self._checkpoint.size)
-        return self._store.sequence(hashes, entries), self._checkpoint
+        return store.sequence(hashes, entries), self._checkpoint
+
+    def _add_bulk_shared(
+        self, entries: Sequence[bytes], hashes: list[bytes]
+    ) -> tuple[list[int], Checkpoint] | None:
+        """The bulk path with PostgreSQL (as the integrator, under the write lock).
+
+        The reservation commits once the tiles are synced, before the
+        checkpoint is signed: other front ends sequence meanwhile, and must
+        never be handed an index the published checkpoint already covers.
+        If this process dies between the commit and the publication, the next
+        integrator publishes the synced tiles (`_take_over`).
+        """
+        pg = self._pg
+        assert pg is not None
+        indexes, new = pg.reserve(hashes)
+        if not new:
+            pg.rollback()
+            return indexes, self._checkpoint
+        if indexes[new[0]] != self._integrator.size:
+            pg.rollback()  # another front end sequenced first: the ordinary path
+            return None
+        try:
+            self._integrator.extend([entries[p] for p in new], [hashes[p] for p in new])
+            pg.commit_reserved(self._integrator.size, self._integrator.root())
+        except BaseException:
+            pg.rollback()
+            self._step_down()  # the next takeover rebuilds the tree from the tiles
+            raise
+        try:
+            published = self._publish()
+        except BaseException:
+            self._step_down()
+            raise
+        return indexes, published or self._checkpoint
 
     def _publish(self) -> Checkpoint | None:
         """Sign (and have witnessed) a checkpoint for the integrated tree, and publish it.
 
         Returns None if there is nothing new or the witness quorum was not met.
-        The caller records the publication in the store.
+        With SQLite the caller records the publication in the store; with
+        PostgreSQL it is recorded here, under the fence.
         """
         size = self._integrator.size
         if size == self._checkpoint.size:
@@ -361,15 +607,30 @@ class Log:
                 return None
             note = result.note
         data = note.encode()
-        atomic_write(self.paths.checkpoint, data)
-        # Readers switch to the new tree before the pending copies of its
-        # entries are dropped, so an entry is always readable.
-        with self._integrated:
-            self._checkpoint, self._signed = checkpoint, data
-            self._integrated.notify_all()
+
+        def switch() -> None:
+            # Readers switch to the new tree before the pending copies of its
+            # entries are dropped, so an entry is always readable.
+            stat = self._stat_checkpoint() if self.shared else self._checkpoint_stat
+            with self._integrated:
+                self._checkpoint, self._signed, self._checkpoint_stat = checkpoint, data, stat
+                self._integrated.notify_all()
+
+        if self._pg is not None:
+            base = (self._checkpoint.size, self._checkpoint.root_hash)
+
+            def write() -> None:
+                atomic_write(self.paths.checkpoint, data)
+                switch()
+
+            self._pg.publish(base, (size, checkpoint.root_hash), write)
+        else:
+            atomic_write(self.paths.checkpoint, data)
+            switch()
         return checkpoint
 
     def _repair(self, start: int, published: Checkpoint) -> None:
+        assert self._sqlite is not None
         hashes: list[bytes] = []
         for n in range(start // TILE_WIDTH, (published.size + TILE_WIDTH - 1) // TILE_WIDTH):
             tile = Tile(0, n, tile_width_at(0, n, published.size))
@@ -379,8 +640,8 @@ class Log:
         log.warning(
             "re-indexing entries %d..%d from the published tiles", start, published.size - 1
         )
-        self._store.repair(start, hashes)
-        self._store.record_published(published.size, published.root_hash)
+        self._sqlite.repair(start, hashes)
+        self._sqlite.record_published(published.size, published.root_hash)
 
     def _unpublished_consistency(self, old: int, new: int) -> list[bytes]:
         """A consistency proof into the integrated, not yet published tree."""
@@ -388,9 +649,23 @@ class Log:
 
     def wait_integrated(self, size: int, timeout: float) -> Checkpoint | None:
         """Block until a published checkpoint has at least `size` entries."""
+        deadline = time.monotonic() + timeout
         with self._integrated:
-            self._integrated.wait_for(lambda: self._checkpoint.size >= size, timeout)
-            return self._checkpoint if self._checkpoint.size >= size else None
+            while self._checkpoint.size < size:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                if self.shared and not self.integrating:
+                    # Nobody notifies a follower: look at the file now and then.
+                    self._integrated.wait(min(left, FOLLOW_POLL_S))
+                    self._integrated.release()
+                    try:
+                        self.refresh()
+                    finally:
+                        self._integrated.acquire()
+                else:
+                    self._integrated.wait(left)
+            return self._checkpoint
 
     # --- reading -------------------------------------------------------
 
@@ -455,7 +730,20 @@ class Log:
             pending = self._store.pending_entry(index)
             if pending is not None:
                 return pending
-            if size is not None or self._checkpoint.size == tree:
+            if size is None and self._pg is not None:
+                # The bulk path's entries are in synced tiles, not in the
+                # store, until a checkpoint covers them (no witness quorum yet).
+                unpublished = (
+                    self._integrator.size if self.integrating else self._pg.integrated()[0]
+                )
+                if index < unpublished:
+                    width = tile_width_at(0, index // TILE_WIDTH, unpublished)
+                    data = self._read_tile(Tile(0, index // TILE_WIDTH, width, entries=True))
+                    return bundle_entry(data, index % TILE_WIDTH)
+            if (
+                size is not None
+                or (self.refresh() if self.shared else self._checkpoint).size == tree
+            ):
                 break
             # Published between our two reads: it is in the bundles now.
         raise NotFound(f"no entry {index}: the log has {self.sequenced_size()} entries")

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 
-from overt.log.log import Log, LogError
+from overt.log.log import FOLLOW_POLL_S, Log, LogError
 from overt.tlog.checkpoint import Checkpoint
 
 log = logging.getLogger("overt.log")
@@ -166,13 +166,23 @@ class Sequencer:
                     log.warning("event loop closed; %d adds were sequenced unanswered", len(pairs))
 
     def _integrate_loop(self) -> None:
-        while not self._stop_event.wait(self._period):
-            self._publish()
+        if not self.log.shared:
+            while not self._stop_event.wait(self._period):
+                self._publish()
+            return
+        next_round = time.monotonic() + self._period
+        while not self._stop_event.wait(min(self._period, FOLLOW_POLL_S)):
+            now = time.monotonic()
+            if now >= next_round:
+                next_round = now + self._period
+                self._publish()
+            elif not self.log.integrating:
+                self._publish(self.log.refresh)
 
-    def _publish(self) -> None:
+    def _publish(self, step: Callable[[], Checkpoint] | None = None) -> None:
         try:
             before = self.log.checkpoint.size
-            checkpoint = self.log.integrate()
+            checkpoint = (step or self.log.integrate)()
         except Exception:
             log.exception("integration failed; will retry")
             return

@@ -47,6 +47,10 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 """
 
+# The layout of this database; a log refuses a database written by a newer
+# Overt (`meta.schema_version` above this).
+SCHEMA_VERSION = 1
+
 # Larger pages make the random inserts into `dedup` markedly cheaper.
 PAGE_SIZE = 16384
 
@@ -68,6 +72,8 @@ LeafHashAt = Callable[[int], bytes]
 class SQLiteStore:
     """Durable sequencing for one log. Thread-safe: calls are serialised."""
 
+    shared = False  # one process per log directory (the directory lock)
+
     def __init__(self, path: Path, leaf_hash_at: LeafHashAt) -> None:
         """`leaf_hash_at(i)` returns the leaf hash of published entry i (from the tiles)."""
         self._leaf_hash_at = leaf_hash_at
@@ -76,8 +82,19 @@ class SQLiteStore:
         try:
             self._db = open_database(path, SCHEMA, page_size=PAGE_SIZE)
             self._db.execute("PRAGMA cache_size=-65536")
+            version = self._meta("schema_version")
+            if version is None:
+                self._db.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
+                )
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{path}: {exc}") from exc
+        if not isinstance(version, int | None) or (version or 0) > SCHEMA_VERSION:
+            self._db.close()
+            raise StoreError(
+                f"{path}: schema version {version!r} is newer than this version of overt "
+                f"supports ({SCHEMA_VERSION}); upgrade overt on this machine"
+            )
 
     def close(self) -> None:
         with self._lock:

@@ -1,7 +1,8 @@
 """Adding entries to a log from another part of Overt or from the CLI.
 
 A log is addressed as a log directory (used directly, or through the
-`overt log serve` process that holds it) or as the URL of a log server with
+`overt log serve` process that holds it; with PostgreSQL always directly,
+since the front ends share the database) or as the URL of a log server with
 its write token. Every path returns only once a published checkpoint covers
 the entries, so a caller can immediately fetch a proof for them.
 """
@@ -23,6 +24,8 @@ from overt.log.log import Log, LogError, LogPaths
 # and one request stays well under the server's body limit.
 HTTP_CHUNK = 5000
 LOCAL_CHUNK = 10_000
+# With PostgreSQL, how long `overt log add` waits for another front end to publish.
+LOCAL_WAIT_S = 60.0
 
 Progress = Callable[[int], None]
 
@@ -94,6 +97,15 @@ def add_local(directory: Path, entries: Sequence[bytes], progress: Progress | No
             log.integrate()
             if progress is not None:
                 progress(len(chunk))
+        if indexes and log.shared and not log.integrating:
+            # PostgreSQL: another front end integrates; wait for its checkpoint.
+            wait = LOCAL_WAIT_S + log.config.integration_period_ms / 1000
+            if log.wait_integrated(max(indexes) + 1, wait) is None:
+                raise SubmitError(
+                    f"the entries are sequenced (they will not be lost) but no checkpoint "
+                    f"covered them within {wait:.0f} s: is the log's integrator stuck? "
+                    "('overt log status' shows the published size)"
+                )
         return Added(indexes, log.checkpoint.size)
 
 

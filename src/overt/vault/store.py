@@ -2,6 +2,9 @@
 
     VAULT/regions/<region>/meta.db                 objects (with their sealed contents,
                                                    nonce || AES-GCM) and the operation journal
+                                                   (or, with a database in vault.toml, the
+                                                   tables overt_vault_object and
+                                                   overt_vault_journal in PostgreSQL)
     VAULT/keyring/<region>/kek                     the region's key-encryption key (0600)
     VAULT/keyring/<region>/keys.db                 wrapped data keys, one per object
 
@@ -19,8 +22,10 @@ import hashlib
 import os
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from overt.durable import atomic_write, open_database
 from overt.errors import OvertError
@@ -88,8 +93,137 @@ class NewObject:
     content: bytes
 
 
+# id, customer, country, category, size, created, sealed_sha256, write_event, sealed
+ObjectRow = tuple[str, str, str, str, int, int, str, int, bytes]
+JournalRow = tuple[int, int, str, str, int | None]
+
+
+class MetaStore(Protocol):
+    """A region's object records and operation journal."""
+
+    def close(self) -> None: ...
+
+    def ids(self) -> set[str]: ...
+
+    def erased_ids(self) -> list[str]: ...
+
+    def is_erased(self, object_id: str) -> bool | None:
+        """Whether the object is erased; None if there is no such object."""
+        ...
+
+    def add_objects(self, rows: Sequence[ObjectRow], now: int, event: int) -> None:
+        """Records, ciphertexts and their 'write' journal rows, in one durable transaction."""
+        ...
+
+    def object(self, object_id: str) -> StoredObject | None: ...
+
+    def objects(self) -> list[StoredObject]: ...
+
+    def journal(self) -> list[JournalRow]: ...
+
+    def record(self, op: str, object_id: str, event: int | None, now: int) -> None:
+        """A journal row committed without waiting for the disk (see RegionStore.record)."""
+        ...
+
+    def erase(self, object_id: str, now: int, event: int) -> None:
+        """Mark erased, drop the ciphertext and journal it, in one durable transaction."""
+        ...
+
+    def drop_erased_ciphertexts(self) -> None: ...
+
+    def sealed(self, object_id: str) -> bytes | None: ...
+
+    def replace_sealed(self, object_id: str, sealed: bytes) -> None: ...
+
+
+_COLUMNS = "id, customer, country, category, size, created, sealed_sha256, write_event, erased"
+
+
+class SQLiteMeta:
+    """VAULT/regions/<region>/meta.db. Callers serialise their calls."""
+
+    def __init__(self, path: Path) -> None:
+        self._db = open_database(path, META_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def ids(self) -> set[str]:
+        return {r[0] for r in self._db.execute("SELECT id FROM objects")}
+
+    def erased_ids(self) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT id FROM objects WHERE erased")]
+
+    def is_erased(self, object_id: str) -> bool | None:
+        row = self._db.execute("SELECT erased FROM objects WHERE id = ?", (object_id,)).fetchone()
+        return None if row is None else bool(row[0])
+
+    def add_objects(self, rows: Sequence[ObjectRow], now: int, event: int) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+        self._db.executemany(
+            "INSERT INTO objects (id, customer, country, category, size, created, "
+            "sealed_sha256, write_event, sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        self._db.executemany(
+            "INSERT INTO journal (time, op, object, event) VALUES (?, 'write', ?, ?)",
+            [(now, r[0], event) for r in rows],
+        )
+        self._db.execute("COMMIT")
+
+    def object(self, object_id: str) -> StoredObject | None:
+        row = self._db.execute(
+            f"SELECT {_COLUMNS} FROM objects WHERE id = ?", (object_id,)
+        ).fetchone()
+        return None if row is None else StoredObject(*row)
+
+    def objects(self) -> list[StoredObject]:
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM objects ORDER BY write_event, id"
+        ).fetchall()
+        return [StoredObject(*r) for r in rows]
+
+    def journal(self) -> list[JournalRow]:
+        rows = self._db.execute(
+            "SELECT seq, time, op, object, event FROM journal ORDER BY seq"
+        ).fetchall()
+        return [(int(r[0]), int(r[1]), str(r[2]), str(r[3]), r[4]) for r in rows]
+
+    def record(self, op: str, object_id: str, event: int | None, now: int) -> None:
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            self._db.execute(
+                "INSERT INTO journal (time, op, object, event) VALUES (?, ?, ?, ?)",
+                (now, op, object_id, event),
+            )
+        finally:
+            self._db.execute("PRAGMA synchronous=FULL")
+
+    def erase(self, object_id: str, now: int, event: int) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+        self._db.execute(
+            "UPDATE objects SET erased = ?, sealed = NULL WHERE id = ?", (now, object_id)
+        )
+        self._db.execute(
+            "INSERT INTO journal (time, op, object, event) VALUES (?, 'erase', ?, ?)",
+            (now, object_id, event),
+        )
+        self._db.execute("COMMIT")
+
+    def drop_erased_ciphertexts(self) -> None:
+        self._db.execute("UPDATE objects SET sealed = NULL WHERE erased")
+
+    def sealed(self, object_id: str) -> bytes | None:
+        row = self._db.execute("SELECT sealed FROM objects WHERE id = ?", (object_id,)).fetchone()
+        return None if row is None or row[0] is None else bytes(row[0])
+
+    def replace_sealed(self, object_id: str, sealed: bytes) -> None:
+        self._db.execute("UPDATE objects SET sealed = ? WHERE id = ?", (sealed, object_id))
+
+
 class RegionStore:
-    def __init__(self, vault_root: Path, region: str) -> None:
+    def __init__(self, vault_root: Path, region: str, meta: MetaStore | None = None) -> None:
+        """`meta`: where the region's records live (default: SQLite in its directory)."""
         self.region = region
         self.dir = vault_root / "regions" / region
         self.objects_dir = self.dir / "objects"
@@ -104,7 +238,7 @@ class RegionStore:
         self._kek = kek_file.read_bytes()
         if len(self._kek) != 32:
             raise StoreError(f"{kek_file}: not a 256-bit key")
-        self._meta = open_database(self.dir / "meta.db", META_SCHEMA)
+        self._meta: MetaStore = meta if meta is not None else SQLiteMeta(self.dir / "meta.db")
         # The keyring is not in WAL mode: a WAL keeps old pages (with erased
         # keys) until it is overwritten. A rollback journal is deleted at each
         # commit, and secure_delete zeroes the freed space in the file itself.
@@ -120,17 +254,16 @@ class RegionStore:
     def _finish_erasures(self) -> None:
         """Complete an erasure a crash interrupted (its event is already in the log)."""
         object_id, _, event = self._erase_marker.read_text().partition(" ")
-        row = self._meta.execute("SELECT erased FROM objects WHERE id = ?", (object_id,)).fetchone()
-        if row is not None and not row[0] and event.isdigit():
+        if self._meta.is_erased(object_id) is False and event.isdigit():
             self._erase_locked(object_id, int(event))
-        erased = [r[0] for r in self._meta.execute("SELECT id FROM objects WHERE erased")]
+        erased = self._meta.erased_ids()
         self._keys.executemany("DELETE FROM keys WHERE id = ?", [(i,) for i in erased])
-        self._meta.execute("UPDATE objects SET sealed = NULL WHERE erased")
+        self._meta.drop_erased_ciphertexts()
         self._erase_marker.unlink(missing_ok=True)
 
     def _sweep(self) -> None:
         """Remove what an interrupted `put` left: data keys without an object record."""
-        known = {r[0] for r in self._meta.execute("SELECT id FROM objects")}
+        known = self._meta.ids()
         stale = [r[0] for r in self._keys.execute("SELECT id FROM keys") if r[0] not in known]
         self._keys.executemany("DELETE FROM keys WHERE id = ?", [(i,) for i in stale])
         self._marker.unlink(missing_ok=True)
@@ -142,7 +275,7 @@ class RegionStore:
 
     def put(self, objects: list[NewObject], event: int) -> None:
         """Seal and store objects authorised by access event `event` (already durable)."""
-        rows: list[tuple[str, str, str, str, int, int, str, int, bytes]] = []
+        rows: list[ObjectRow] = []
         key_rows = []
         now = int(time.time())
         # A crash before the object records commit leaves keys that no record
@@ -173,63 +306,32 @@ class RegionStore:
             self._commit_objects(rows, now, event)
         self._marker.unlink(missing_ok=True)
 
-    def _commit_objects(
-        self, rows: list[tuple[str, str, str, str, int, int, str, int, bytes]], now: int, event: int
-    ) -> None:
+    def _commit_objects(self, rows: list[ObjectRow], now: int, event: int) -> None:
         """The acknowledgement point of a write: records, ciphertexts and journal at once."""
-        self._meta.execute("BEGIN IMMEDIATE")
-        self._meta.executemany(
-            "INSERT INTO objects (id, customer, country, category, size, created, "
-            "sealed_sha256, write_event, sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
-        self._meta.executemany(
-            "INSERT INTO journal (time, op, object, event) VALUES (?, 'write', ?, ?)",
-            [(now, r[0], event) for r in rows],
-        )
-        self._meta.execute("COMMIT")
+        self._meta.add_objects(rows, now, event)
 
     def object(self, object_id: str) -> StoredObject | None:
         with self._lock:
-            row = self._meta.execute(
-                "SELECT id, customer, country, category, size, created, sealed_sha256, "
-                "write_event, erased FROM objects WHERE id = ?",
-                (object_id,),
-            ).fetchone()
-        return None if row is None else StoredObject(*row)
+            return self._meta.object(object_id)
 
     def objects(self) -> list[StoredObject]:
         with self._lock:
-            rows = self._meta.execute(
-                "SELECT id, customer, country, category, size, created, sealed_sha256, "
-                "write_event, erased FROM objects ORDER BY write_event, id"
-            ).fetchall()
-        return [StoredObject(*r) for r in rows]
+            return self._meta.objects()
 
-    def journal(self) -> list[tuple[int, int, str, str, int | None]]:
+    def journal(self) -> list[JournalRow]:
         with self._lock:
-            rows = self._meta.execute(
-                "SELECT seq, time, op, object, event FROM journal ORDER BY seq"
-            ).fetchall()
-        return [(int(r[0]), int(r[1]), str(r[2]), str(r[3]), r[4]) for r in rows]
+            return self._meta.journal()
 
     def record(self, op: str, object_id: str, event: int | None) -> None:
         """Journal an operation whose access event is already durable in the log.
 
-        The row is committed without waiting for the disk (WAL, synchronous
-        NORMAL): after a power cut the log may hold an event whose journal row
-        is gone, which the audit accepts; the reverse, an operation without
-        an event, cannot happen.
+        The row is committed without waiting for the disk (SQLite: WAL with
+        synchronous NORMAL; PostgreSQL: synchronous_commit off): after a power
+        cut the log may hold an event whose journal row is gone, which the
+        audit accepts; the reverse, an operation without an event, cannot happen.
         """
         with self._lock:
-            self._meta.execute("PRAGMA synchronous=NORMAL")
-            try:
-                self._meta.execute(
-                    "INSERT INTO journal (time, op, object, event) VALUES (?, ?, ?, ?)",
-                    (int(time.time()), op, object_id, event),
-                )
-            finally:
-                self._meta.execute("PRAGMA synchronous=FULL")
+            self._meta.record(op, object_id, event, int(time.time()))
 
     def data_key(self, object_id: str) -> bytes | None:
         with self._lock:
@@ -275,16 +377,7 @@ class RegionStore:
         self._erase_marker.unlink(missing_ok=True)
 
     def _erase_locked(self, object_id: str, event: int) -> None:
-        self._meta.execute("BEGIN IMMEDIATE")
-        self._meta.execute(
-            "UPDATE objects SET erased = ?, sealed = NULL WHERE id = ?",
-            (int(time.time()), object_id),
-        )
-        self._meta.execute(
-            "INSERT INTO journal (time, op, object, event) VALUES (?, 'erase', ?, ?)",
-            (int(time.time()), object_id, event),
-        )
-        self._meta.execute("COMMIT")
+        self._meta.erase(object_id, int(time.time()), event)
         self._keys.execute("BEGIN IMMEDIATE")
         self._keys.execute("DELETE FROM keys WHERE id = ?", (object_id,))
         self._keys.execute("COMMIT")
@@ -292,15 +385,12 @@ class RegionStore:
     def sealed(self, object_id: str) -> bytes | None:
         """The sealed contents of an object as stored (None once erased)."""
         with self._lock:
-            row = self._meta.execute(
-                "SELECT sealed FROM objects WHERE id = ?", (object_id,)
-            ).fetchone()
-        return None if row is None or row[0] is None else bytes(row[0])
+            return self._meta.sealed(object_id)
 
     def replace_sealed(self, object_id: str, sealed: bytes) -> None:
         """Overwrite an object's stored ciphertext (for restoring from a backup)."""
         with self._lock:
-            self._meta.execute("UPDATE objects SET sealed = ? WHERE id = ?", (sealed, object_id))
+            self._meta.replace_sealed(object_id, sealed)
 
     def files(self) -> list[str]:
         """Files under the region's objects directory: ciphertexts live in the

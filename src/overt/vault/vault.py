@@ -10,6 +10,8 @@ Directory (docs/vault.md):
 
     VAULT/residency.toml      where each customer's data must live
     VAULT/actors.toml         staff identities and what they may do
+    VAULT/vault.toml          storage settings (optional): [vault] database = "postgresql://..."
+                              keeps the regions' records and access logs in PostgreSQL
     VAULT/vault.vkey          the key access events are signed with (public)
     VAULT/secrets/vault.key   its private key (0600)
     VAULT/secrets/customers.db  each customer's pseudonym key (0600)
@@ -23,9 +25,11 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from overt.crypto.keyfile import read_private_key, write_private_key
 from overt.crypto.keys import Ed25519Signer, ed25519_verifier
@@ -37,6 +41,9 @@ from overt.vault.actors import SYSTEM, ActorEntry, load_actors
 from overt.vault.events import JUSTIFICATIONS, AccessEvent, Actor, batch_root, pseudonym
 from overt.vault.residency import ResidencyError, ResidencyPolicy
 from overt.vault.store import NewObject, RegionStore, StoredObject
+
+if TYPE_CHECKING:
+    from overt.vault.pg_meta import VaultDatabase
 
 MAX_BATCH = 10_000
 
@@ -51,16 +58,56 @@ class Stored:
     region: str
 
 
-def init_vault(root: Path, residency: str, origin_prefix: str) -> str:
-    """Create a vault: policy, signing key, and one access log per region."""
+VAULT_CONFIG = "vault.toml"
+
+
+def vault_database(root: Path) -> str:
+    """The PostgreSQL URL in VAULT/vault.toml, or "" (SQLite files in the vault)."""
+    path = root / VAULT_CONFIG
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return ""
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise MalformedError(f"{path}: {exc}") from exc
+    table = raw.get("vault")
+    if not isinstance(table, dict) or set(table) - {"database"}:
+        raise MalformedError(f"{path}: expected a [vault] table with only 'database'")
+    database = table.get("database", "")
+    if not isinstance(database, str):
+        raise MalformedError(f"{path}: database must be a postgresql:// URL")
+    if database:
+        from overt.postgres import check_dsn
+
+        check_dsn(database)
+    return database
+
+
+def init_vault(root: Path, residency: str, origin_prefix: str, database: str = "") -> str:
+    """Create a vault: policy, signing key, and one access log per region.
+
+    With `database` (a postgresql:// URL) the regions' records and the access
+    logs' sequencing state live in PostgreSQL; the keyring stays in the vault.
+    """
     if (root / "residency.toml").exists():
         raise OvertError(f"{root} already holds a vault")
     policy = ResidencyPolicy.parse(residency)
+    signer = Ed25519Signer.generate(f"{origin_prefix}/vault")
+    vkey = str(signer.verifier_key())
+    if database:
+        from overt.postgres import check_dsn
+        from overt.vault.pg_meta import create_vault
+
+        create_vault(check_dsn(database), vkey)
     (root / "secrets").mkdir(parents=True, exist_ok=True)
     os.chmod(root / "secrets", 0o700)
-    signer = Ed25519Signer.generate(f"{origin_prefix}/vault")
     write_private_key(root / "secrets" / "vault.key", signer)
-    vkey = str(signer.verifier_key())
+    if database:
+        escaped = database.replace("\\", "\\\\").replace('"', '\\"')
+        atomic_write(
+            root / VAULT_CONFIG,
+            f'# Overt vault storage\n[vault]\ndatabase = "{escaped}"\n'.encode(),
+        )
     atomic_write(root / "vault.vkey", (vkey + "\n").encode())
     atomic_write(root / "residency.toml", residency.encode())
     if not (root / "actors.toml").exists():
@@ -68,7 +115,10 @@ def init_vault(root: Path, residency: str, origin_prefix: str) -> str:
             root / "actors.toml", b"# Staff who may access customer data: [[actor]] tables\n"
         )
     for region in policy.regions:
-        init_log(root / "logs" / region, LogConfig(origin=f"{origin_prefix}/access/{region}"))
+        init_log(
+            root / "logs" / region,
+            LogConfig(origin=f"{origin_prefix}/access/{region}", database=database),
+        )
     CustomerKeys(root / "secrets" / "customers.db").close()
     atomic_write(
         root / "secrets" / "ingest-token", (secrets.token_urlsafe(32) + "\n").encode(), 0o600
@@ -118,6 +168,12 @@ class Vault:
         self.actors: dict[str, ActorEntry] = load_actors(root / "actors.toml")
         self._signer = read_private_key(root / "secrets" / "vault.key")
         self.verifier = ed25519_verifier(self._signer.verifier_key())
+        self._database: VaultDatabase | None = None
+        database = vault_database(root)
+        if database:
+            from overt.vault.pg_meta import VaultDatabase
+
+            self._database = VaultDatabase(database, str(self.verifier.vkey))
         self.customers = CustomerKeys(root / "secrets" / "customers.db")
         self._stores: dict[str, RegionStore] = {}
         self._logs: dict[str, Log] = {}
@@ -132,6 +188,8 @@ class Vault:
             log.close()
         for store in self._stores.values():
             store.close()
+        if self._database is not None:
+            self._database.close()
         self.customers.close()
 
     def __enter__(self) -> Vault:
@@ -144,7 +202,8 @@ class Vault:
         if region not in self.policy.regions:
             raise ResidencyError(f"unknown region {region!r}")
         if region not in self._stores:
-            self._stores[region] = RegionStore(self.root, region)
+            meta = self._database.region(region) if self._database is not None else None
+            self._stores[region] = RegionStore(self.root, region, meta)
         return self._stores[region]
 
     def log(self, region: str) -> Log:

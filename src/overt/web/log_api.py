@@ -13,7 +13,8 @@ Reads (public):
     GET /proof/inclusion?index=I[&size=S]  inclusion proof
     GET /proof/consistency?old=A[&new=B]   consistency proof
     GET /lookup/<leaf hash, hex or base64url>  index of an entry by its leaf hash
-    GET /status                            sizes and pool state
+    GET /status                            sizes, pool state, driver, whether this
+                                           front end integrates
 """
 
 from __future__ import annotations
@@ -297,6 +298,9 @@ def log_router(service: LogService) -> APIRouter:
                 "pool_size": log.config.pool_size,
                 "refused": service.sequencer.refused,
                 "vkey": str(log.verifier.vkey),
+                "driver": log.config.driver,
+                # with PostgreSQL, whether this front end holds the integration lock
+                "integrating": log.integrating,
             }
         )
 
