@@ -270,6 +270,30 @@ def test_publishes_only_once_the_quorum_cosigned(tmp_path: Path, witnesses: Witn
             assert w.size_of(ORIGIN) == 23
 
 
+def test_an_idle_log_has_its_checkpoint_cosigned_again(
+    tmp_path: Path, witnesses: Witnesses
+) -> None:
+    """Clients that refuse old cosignatures (freeze protection) keep accepting an idle log."""
+    log_dir = tmp_path / "log"
+    vkey = make_witnessed_log(log_dir, ORIGIN, witness_timeout_ms=1000, witness_refresh_ms=1000)
+    text = policy_text(vkey, witnesses.all, "group core all w1 w2\nquorum core\n")
+    (log_dir / POLICY_FILE).write_text(text)
+    policy = Policy.parse(text)
+    trust_log(witnesses, ORIGIN, vkey)
+    witnesses.start()
+    with Log(log_dir) as log:
+        log.add([b"only entry"])
+        first = published(log_dir, policy)
+        log.integrate()  # nothing new and cosigned just now: nothing happens
+        assert published(log_dir, policy).cosigners == first.cosigners
+        time.sleep(2.1)  # cosignature timestamps have a resolution of a second
+        log.integrate()  # idle longer than witness_refresh_ms: cosigned again
+        again = published(log_dir, policy)
+    assert again.checkpoint == first.checkpoint
+    assert set(again.cosigners) == {"w1", "w2", "w3"}
+    assert all(again.cosigners[w] > first.cosigners[w] for w in again.cosigners)
+
+
 def test_log_refuses_to_open_without_its_policy_file(tmp_path: Path) -> None:
     log_dir = tmp_path / "log"
     make_witnessed_log(log_dir, ORIGIN)

@@ -47,6 +47,10 @@ class LogConfig:
     # set, a checkpoint is published only once the quorum has cosigned it.
     witness_policy: str = ""
     witness_timeout_ms: int = 5000
+    # An idle log asks its witnesses to cosign its unchanged checkpoint again
+    # after this long, so that clients requiring recent cosignatures (a
+    # maximum checkpoint age, against freeze attacks) keep accepting it.
+    witness_refresh_ms: int = 3_600_000
 
     def __post_init__(self) -> None:
         try:
@@ -60,6 +64,7 @@ class LogConfig:
             ("pool_size", 1, 10_000_000),
             ("max_entry_size", 1, MAX_ENTRY_SIZE),
             ("witness_timeout_ms", 1, 600_000),
+            ("witness_refresh_ms", 1_000, 7 * 86_400_000),
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:

@@ -591,7 +591,7 @@ class Log:
         PostgreSQL it is recorded here, under the fence.
         """
         size = self._integrator.size
-        if size == self._checkpoint.size:
+        if size == self._checkpoint.size and not self._cosignatures_stale():
             return None
         checkpoint = Checkpoint(self.config.origin, size, self._integrator.root())
         note = sign_checkpoint(checkpoint, [self._signer])
@@ -628,6 +628,16 @@ class Log:
             atomic_write(self.paths.checkpoint, data)
             switch()
         return checkpoint
+
+    def _cosignatures_stale(self) -> bool:
+        """Witnessed and idle for longer than witness_refresh_ms: time to re-cosign."""
+        if self._gatherer is None or self._checkpoint.size == 0:
+            return False
+        try:
+            age = time.time() - os.stat(self.paths.checkpoint).st_mtime
+        except FileNotFoundError:
+            return False
+        return age * 1000 >= self.config.witness_refresh_ms
 
     def _repair(self, start: int, published: Checkpoint) -> None:
         assert self._sqlite is not None
