@@ -407,3 +407,26 @@ def test_review_of_a_narrower_scope_does_not_count(world: UpdateWorld) -> None:
     assert accepted.accepted, accepted.reason
     decision = decide(world, "v2", bundle, world.policy(reviewer_keys=[reviewer], channels=REVIEWS))
     refused_by(decision, "reviewed", "0 of the 1 required full reviews")
+
+
+def test_an_old_bundle_reproved_against_the_logs_newest_checkpoint_is_accepted_again(
+    world: UpdateWorld,
+) -> None:
+    from overt.policy.bundle import reprove
+
+    assert world.early_bundle is not None
+    early = world.early_bundle
+    # A day later, the bundle's cosignatures are too old for a 1-hour maximum age...
+    strict = world.policy(max_age_hours=1)
+    later = time.time() + 2 * 3600
+    stale = decide(world, "v1", early, policy=strict, now=later)
+    assert not stale.accepted and stale.reason.startswith("fresh")
+    # ...reproved against the log's current checkpoint, every proof is new and verifies.
+    fresh = reprove(early, world.client())
+    size = world.client().checkpoint.size
+    assert Checkpoint.parse(split(fresh.provenance.proof.checkpoint)[0]).size == size > 2
+    assert fresh.provenance.entry == early.provenance.entry
+    assert decide(world, "v1", fresh).accepted
+    # An entry that is not the log's entry at its index keeps its old proof.
+    forged = Bundle(Logged(b"not the entry", early.provenance.proof), ())
+    assert reprove(forged, world.client()).provenance.proof == early.provenance.proof

@@ -167,3 +167,24 @@ def assemble_bundle(
         logged(provenance_index, entry),
         tuple(logged(i, client.entry(i)) for i in attestations.get(digest, [])),
     )
+
+
+def reprove(bundle: Bundle, client: LogClient) -> Bundle:
+    """The same bundle with every proof against `client`'s current checkpoint.
+
+    A bundle is assembled once, when its release is published; its checkpoint's
+    cosignatures then age. A client that can reach the log swaps in proofs
+    against the log's newest (freshly cosigned) checkpoint. Each entry must be
+    the log's entry at its index, or it keeps its old proof; nothing here is
+    trusted, since the verifier checks the result in full.
+    """
+    signed = client.signed_checkpoint
+    size = client.checkpoint.size
+
+    def fresh(item: Logged) -> Logged:
+        index = item.proof.index
+        if index >= size or client.entry(index) != item.entry:
+            return item
+        return Logged(item.entry, TlogProof(index, tuple(client.inclusion_proof(index)), signed))
+
+    return Bundle(fresh(bundle.provenance), tuple(fresh(a) for a in bundle.attestations))

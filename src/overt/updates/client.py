@@ -30,10 +30,11 @@ from tuf.ngclient import Updater, UpdaterConfig
 from overt.durable import atomic_write, sync_filesystem, write_file
 from overt.errors import MalformedError, OvertError
 from overt.log.remote import FileMemory, http_fetcher
-from overt.policy.bundle import Bundle
+from overt.policy.bundle import Bundle, reprove
 from overt.policy.gossip import consistency_prover
 from overt.policy.trust import TrustPolicy
 from overt.policy.verify import ConsistencyProver, Decision, verify_release
+from overt.tlog.client import LogClient
 from overt.updates.repository import INDEX_TARGET
 
 Step = Callable[[str], None]
@@ -84,6 +85,7 @@ class UpdateClient:
         self.installed_file = state_dir / "installed.json"
         self.refusals_file = state_dir / "refusals.jsonl"
         self._fetch_tile: Callable[[str], bytes] | None = None
+        self._log_client: LogClient | None = None
 
     def _updater(self) -> Updater:
         self.metadata_dir.mkdir(parents=True, exist_ok=True)
@@ -119,6 +121,31 @@ class UpdateClient:
 
             self._fetch_tile = lazy
         return consistency_prover(self._fetch_tile)
+
+    def _fresh(self, bundle: Bundle) -> Bundle:
+        """Proofs against the log's newest checkpoint, when the bundle's are getting old.
+
+        Only with a log URL and a maximum checkpoint age in the policy, and only
+        once half that age has passed; if the log cannot be read the bundle is
+        used as published (and the verifier decides).
+        """
+        max_age, url = self.policy.max_checkpoint_age_s, self.policy.log_url
+        if max_age is None or not url:
+            return bundle
+        try:
+            cosigned = self.policy.tlog_policy.verify_checkpoint(bundle.provenance.proof.checkpoint)
+        except OvertError:
+            return bundle
+        newest = max(cosigned.cosigners.values(), default=0)
+        if time.time() - newest < max_age / 2:
+            return bundle
+        try:
+            if self._log_client is None:
+                self._log_client = LogClient(http_fetcher(url), policy=self.policy.tlog_policy)
+                self._log_client.update()
+            return reprove(bundle, self._log_client)
+        except OvertError:
+            return bundle
 
     def installed(self) -> dict[str, dict[str, Any]]:
         try:
@@ -190,7 +217,7 @@ class UpdateClient:
         except (RepositoryError, DownloadError, UpdateError, KeyError) as exc:
             return self._refuse(channel, product, version, f"TUF refused a target: {exc}")
         try:
-            bundle = Bundle.from_bytes(bundle_bytes)
+            bundle = self._fresh(Bundle.from_bytes(bundle_bytes))
         except MalformedError as exc:
             return self._refuse(channel, product, version, f"malformed bundle: {exc}")
         memory = FileMemory(self.state / "checkpoints") if self.gossip else None
