@@ -15,7 +15,11 @@ import httpx
 import pytest
 
 from overt.crypto.keys import ed25519_verifier
+from overt.demo.rules import SPY_RULE
+from overt.log.remote import directory_fetcher
+from overt.rules.release import load_ruleset
 from overt.tlog.checkpoint import open_checkpoint
+from overt.tlog.client import LogClient
 from overt.tlog.hashing import leaf_hash
 from overt.tlog.merkle import inclusion_proof, verify_inclusion
 from overt.tlog.policy import Policy
@@ -84,7 +88,11 @@ def test_demo_builds_a_release_through_the_conveyor_and_a_supervisor_rebuilds_it
     # The supervisor's verdict is GOOD (VSA PASSED), and both attestations are logged.
     status = overt("rebuild", "status", demo_dir / "rebuilders" / "lucerne", "--json")
     assert status.returncode == 0, status.stderr
-    (row,) = json.loads(status.stdout)["releases"]
+    (row,) = [
+        r
+        for r in json.loads(status.stdout)["releases"]
+        if (r["name"], r["version"]) == ("hello-overt", "1.0.0")
+    ]
     assert row["status"] == "GOOD"
     log = demo_dir / "logs" / "releases"
     assert logged_entry(log, row["index"]) == provenance.read_bytes()
@@ -117,6 +125,36 @@ def test_demo_customer_accepts_the_release_and_refuses_both_attacks(demo_dir: Pa
     assert accepted.returncode == 0, accepted.stdout + accepted.stderr
     assert "reproduced" in accepted.stdout
     assert overt("policy", "check", customer / "policy.toml").returncode == 0
+
+
+def test_demo_publishes_an_audited_rule_set_and_holds_back_the_spying_rule(
+    demo_dir: Path,
+) -> None:
+    releases = demo_dir / "conveyor" / "releases" / "detection-db"
+    statement = releases / "2024.5.0" / "ruleset.dsse.json"
+    log = LogClient(
+        directory_fetcher(demo_dir / "logs" / "releases" / "tiles"),
+        log_key=ed25519_verifier((demo_dir / "logs/releases/log.vkey").read_text().strip()),
+    )
+    log.update()
+    entries = [e for _, e in log.entries()]
+    assert statement.read_bytes() in entries  # logged, byte for byte
+    clean = load_ruleset(releases / "2024.5.0")
+    assert clean.flagged == [] and clean.targeted == [] and len(clean.rules) == 6
+    installed = demo_dir / "customer" / "install" / "detection-db"
+    assert [p.name for p in installed.iterdir()] == ["detection-db-2024.5.0.tar.gz"]
+    # 2024.6.0's statement is logged too: the targeting is public, and the rule is flagged.
+    spying = load_ruleset(releases / "2024.6.0")
+    assert (releases / "2024.6.0" / "ruleset.dsse.json").read_bytes() in entries
+    assert [r.name for r in spying.targeted] == [SPY_RULE]
+    assert [r.name for r in spying.flagged] == [SPY_RULE]
+    assert spying.targeted[0].audience == ("country:DE",)
+    # It was never published: the channel still offers 2024.5.0.
+    status = overt("updates", "status", demo_dir / "updates")
+    assert status.returncode == 0, status.stderr
+    index = json.loads(status.stdout[status.stdout.index("{") :])
+    assert index["rules"]["detection-db"]["version"] == "2024.5.0"
+    assert "2024.6.0" not in status.stdout
 
 
 def test_demo_proof_verifies_with_the_cli(demo_dir: Path) -> None:

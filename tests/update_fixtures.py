@@ -284,10 +284,14 @@ def update_world(factory: pytest.TempPathFactory) -> UpdateWorld:
     return _WORLD[0]
 
 
-def _build(factory: pytest.TempPathFactory) -> UpdateWorld:
-    # One toolchain for both: this world tests what is done with verdicts, not rebuilds.
+def deployment(
+    factory: pytest.TempPathFactory, directory: str = "update-world"
+) -> tuple[UpdateWorld, Rebuilder]:
+    """A world with nothing built yet: the log and both witnesses served over HTTP, the
+    conveyor, rebuilder r1 (returned) and the reviewer, laid out as described above."""
+    # One toolchain for both: these worlds test what is done with verdicts, not rebuilds.
     cache, _ = toolchain_caches(factory)
-    root = factory.mktemp("update-world")
+    root = factory.mktemp(directory)
     log_dir = root / "logs" / "releases"
     log_vkey = init_log(log_dir, LogConfig(origin=ORIGIN))
     witness_vkeys = {}
@@ -335,6 +339,12 @@ def _build(factory: pytest.TempPathFactory) -> UpdateWorld:
         rebuilder_vkey,
         Ed25519Signer.generate("reviewer.example.org/alice"),
     )
+    return world, rebuilder
+
+
+def _build(factory: pytest.TempPathFactory) -> UpdateWorld:
+    world, rebuilder = deployment(factory)
+    root, conveyor, log_dir = world.root, world.conveyor, world.log_dir
     log = str(log_dir)
 
     def build(name: str, project: Path) -> None:

@@ -17,6 +17,7 @@ from overt.cli.common import (
 )
 from overt.conveyor.conveyor import Conveyor, init_conveyor, publish
 from overt.conveyor.provenance import Provenance
+from overt.conveyor.transition import move_conveyor
 from overt.crypto.dsse import Envelope, verify_envelope
 from overt.crypto.intoto import PAYLOAD_TYPE, Statement
 from overt.crypto.keys import ed25519_verifier
@@ -41,9 +42,39 @@ def init(
     builder_id: str = typer.Option(
         ..., "--builder-id", help="URI naming this conveyor (SLSA runDetails.builder.id)."
     ),
+    jurisdiction: str | None = typer.Option(
+        None, "--jurisdiction", help="Where it runs, an ISO 3166 code like CH (in provenance)."
+    ),
 ) -> None:
     """Create a conveyor: its signing key and configuration. Prints its verifier key."""
-    out.print(init_conveyor(directory, name, builder_id), soft_wrap=True)
+    out.print(init_conveyor(directory, name, builder_id, jurisdiction), soft_wrap=True)
+
+
+@app.command()
+@handle_errors
+def move(
+    old: Path = typer.Argument(..., help="The conveyor directory being retired."),
+    new: Path = typer.Option(..., "--to", help="New, empty directory for the moved conveyor."),
+    name: str = typer.Option(..., "--name", help="Name of the new conveyor's signing key."),
+    builder_id: str = typer.Option(..., "--builder-id", help="URI naming the new conveyor."),
+    jurisdiction: str = typer.Option(
+        ..., "--jurisdiction", help="Where the new conveyor runs (ISO 3166 code, e.g. CH)."
+    ),
+    log: str = typer.Option(..., "--log", help="The release log: a log directory or URL."),
+    token_file: Path | None = typer.Option(
+        None, "--token-file", help="The log's write token, when --log is a URL."
+    ),
+) -> None:
+    """Move the conveyor: a new key in the new jurisdiction, the old key retired, both logged.
+
+    Prints what customers add to their trust policy to follow the move.
+    """
+    moved = move_conveyor(old, new, name, builder_id, jurisdiction, log, read_token(token_file))
+    t = moved.transition
+    out.print(f"new conveyor key ({t.new_jurisdiction}): {t.new_key}", soft_wrap=True)
+    out.print(f"retired key ({t.retired_jurisdiction or '?'}): {t.retired_key}", soft_wrap=True)
+    out.print(f"transition logged as entry {moved.log_index}; end of the old key {t.end}")
+    out.print("\nFor customers' policies:\n" + moved.policy_snippet(), markup=False, soft_wrap=True)
 
 
 @app.command()

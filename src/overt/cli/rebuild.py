@@ -21,7 +21,7 @@ from overt.cli.common import (
 )
 from overt.cli.conveyor import read_token
 from overt.rebuild.queue import RebuildQueue, Watcher
-from overt.rebuild.rebuilder import GOOD, Rebuilder, init_rebuilder
+from overt.rebuild.rebuilder import GOOD, Rebuilder, init_rebuilder, trust_conveyor
 
 app = typer.Typer(
     help="Supervisor's rebuilder: rebuild each release elsewhere and attest (SLSA VSA).",
@@ -76,6 +76,20 @@ def init(
         read_token(token_file),
     )
     out.print(vkey, soft_wrap=True)
+
+
+@app.command("trust-conveyor")
+@handle_errors
+def trust_conveyor_key(
+    directory: Path = typer.Argument(..., help="The rebuilder directory."),
+    key: str = typer.Argument(..., help="A conveyor verifier key (or a file holding it)."),
+) -> None:
+    """Also rebuild releases signed by this conveyor key (e.g. after the conveyor moved).
+
+    Releases scanned before are not looked at again.
+    """
+    trust_conveyor(directory, vkey_argument(key))
+    out.print(f"releases signed by {vkey_argument(key).split('+')[0]} will be rebuilt")
 
 
 @app.command()

@@ -362,10 +362,13 @@ def release(
         return
     table = Table("rule", "sha256", "findings", title="Held back until approved")
     for record in flagged:
+        # Text, not markup: messages quote the rules' strings, which may hold "[/b]".
         table.add_row(
             record.name,
             record.sha256[:16] + "…",
-            "\n".join(f"{f['lint']} ({f['severity']}): {f['message']}" for f in record.findings),
+            Text(
+                "\n".join(f"{f['lint']} ({f['severity']}): {f['message']}" for f in record.findings)
+            ),
         )
     out.print(table)
     raise typer.Exit(EXIT_VERIFY_FAILED)

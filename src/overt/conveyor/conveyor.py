@@ -32,7 +32,7 @@ from typing import Any
 
 from overt import __version__
 from overt.conveyor.build import Artifact, file_sha256, prepare_build_dir, run_build
-from overt.conveyor.provenance import Provenance, rfc3339
+from overt.conveyor.provenance import JURISDICTION, Provenance, rfc3339
 from overt.conveyor.recipe import Recipe, load_recipe
 from overt.conveyor.runner import Environment
 from overt.conveyor.source import Export, export_project
@@ -56,9 +56,13 @@ class ConveyorError(OvertError):
     """The conveyor cannot do what was asked (not initialised, release exists...)."""
 
 
-def init_conveyor(root: Path, name: str, builder_id: str) -> str:
+def init_conveyor(root: Path, name: str, builder_id: str, jurisdiction: str | None = None) -> str:
     """Create a conveyor directory; return its verifier key."""
     check_key_name(name)
+    if jurisdiction is not None and not JURISDICTION.fullmatch(jurisdiction):
+        raise MalformedError(
+            f"--jurisdiction must be an ISO 3166 country code like CH, got {jurisdiction!r}"
+        )
     if not builder_id.startswith(("https://", "http://", "urn:")):
         raise MalformedError(
             f"--builder-id must be a URI (https://... or urn:...), got {builder_id!r}"
@@ -72,6 +76,8 @@ def init_conveyor(root: Path, name: str, builder_id: str) -> str:
     vkey = str(signer.verifier_key())
     atomic_write(root / "conveyor.vkey", (vkey + "\n").encode())
     config = f"# Overt build conveyor\n[conveyor]\nbuilder_id = {json.dumps(builder_id)}\n"
+    if jurisdiction is not None:
+        config += f"jurisdiction = {json.dumps(jurisdiction)}\n"
     atomic_write(root / "conveyor.toml", config.encode())
     return vkey
 
@@ -100,9 +106,18 @@ class Conveyor:
             config = tomllib.loads(config_file.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise MalformedError(f"{config_file}: {exc}") from exc
-        builder_id = config.get("conveyor", {}).get("builder_id")
+        table = config.get("conveyor", {})
+        builder_id = table.get("builder_id")
         if not isinstance(builder_id, str) or not builder_id:
             raise MalformedError(f"{config_file}: conveyor.builder_id must be a non-empty string")
+        jurisdiction = table.get("jurisdiction")
+        if jurisdiction is not None and not (
+            isinstance(jurisdiction, str) and JURISDICTION.fullmatch(jurisdiction)
+        ):
+            raise MalformedError(f"{config_file}: conveyor.jurisdiction must be a code like CH")
+        self.jurisdiction: str | None = jurisdiction
+        # Set when the conveyor moved ('overt conveyor move'): its key builds nothing more.
+        self.retired: str | None = table.get("retired")
         # Absolute: builds run in other directories and must find the toolchain.
         self.root = root.resolve()
         self.builder_id = builder_id
@@ -123,6 +138,11 @@ class Conveyor:
         step: Step = lambda _: None,
     ) -> Release:
         """Build the project's recipe at `commit` (default HEAD) and log its provenance."""
+        if self.retired is not None:
+            raise ConveyorError(
+                f"this conveyor's key was retired on {self.retired} (the conveyor moved); "
+                "build with the new conveyor"
+            )
         outer = load_recipe(project)
         if log is not None:
             check_target(log, token)
@@ -178,6 +198,7 @@ class Conveyor:
             source=exported.source,
             toolchain=tuple(result.toolchain.descriptors()),
             builder_id=self.builder_id,
+            jurisdiction=self.jurisdiction,
             invocation_id=f"urn:uuid:{uuid.uuid4()}",
             started_on=rfc3339(result.started),
             finished_on=rfc3339(result.finished),

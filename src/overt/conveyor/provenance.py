@@ -23,6 +23,7 @@ from overt.errors import MalformedError
 
 PROVENANCE_TYPE = "https://slsa.dev/provenance/v1"
 BUILD_TYPE = "https://overt.dev/conveyor/build/v1"
+JURISDICTION = re.compile(r"[A-Z]{2}")
 
 # RFC 3339 date-time (section 5.6); Python's fromisoformat alone also takes
 # other ISO 8601 forms (week dates, basic format, no seconds).
@@ -79,6 +80,9 @@ class Provenance:
     finished_on: str
     environment: dict[str, str]
     byproducts: tuple[dict[str, Any], ...] = ()
+    # Where the conveyor runs (ISO 3166 country code), part of the builder's
+    # identity: runDetails.builder.jurisdiction, an Overt extension field.
+    jurisdiction: str | None = None
 
     @property
     def lock_sha256(self) -> str | None:
@@ -115,7 +119,8 @@ class Provenance:
                     "resolvedDependencies": [self.source.descriptor(), *self.toolchain],
                 },
                 "runDetails": {
-                    "builder": {"id": self.builder_id},
+                    "builder": {"id": self.builder_id}
+                    | ({"jurisdiction": self.jurisdiction} if self.jurisdiction else {}),
                     "metadata": {
                         "invocationId": self.invocation_id,
                         "startedOn": self.started_on,
@@ -166,6 +171,13 @@ class Provenance:
         builder_id = builder.get("id")
         if not isinstance(builder_id, str) or not builder_id:
             raise MalformedError("provenance: runDetails.builder.id must be a non-empty string")
+        jurisdiction = builder.get("jurisdiction")
+        if jurisdiction is not None and not (
+            isinstance(jurisdiction, str) and JURISDICTION.fullmatch(jurisdiction)
+        ):
+            raise MalformedError(
+                "provenance: runDetails.builder.jurisdiction must be an ISO 3166 code like CH"
+            )
         meta = _object(run.get("metadata", {}), "runDetails.metadata")
         invocation = meta.get("invocationId", "")
         if not isinstance(invocation, str):
@@ -193,6 +205,7 @@ class Provenance:
                 check_descriptor(b, f"provenance: byproducts[{i}]")
                 for i, b in enumerate(byproducts)
             ),
+            jurisdiction=jurisdiction,
         )
 
 

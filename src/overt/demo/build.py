@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 
 from overt.demo.customer import CustomerResult, run_customer
+from overt.demo.move import run_move
 from overt.demo.release import REBUILDER, DemoRelease, build_and_rebuild
 from overt.demo.rules import run_rules
 from overt.durable import atomic_write
@@ -207,6 +208,7 @@ def build(root: Path, say: Say, host: str = "127.0.0.1", port: int = 0) -> DemoR
                 root, say, log_url, log_vkey, base, result.release.release.directory
             )
             run_rules(root, say, log_url, token, base, load_policy(result.customer.policy_file))
+            run_move(root, say, log_url, token, base)
         _run_vault(root, say)
     except BaseException:
         server.stop()

@@ -73,7 +73,10 @@ def build_and_rebuild(
 
     conveyor_dir = root / "conveyor"
     conveyor_vkey = init_conveyor(
-        conveyor_dir, "conveyor.demo.overt.example", "https://demo.overt.example/conveyor/zurich"
+        conveyor_dir,
+        "conveyor.demo.overt.example",
+        "https://demo.overt.example/conveyor/moscow",
+        "RU",  # it moves to Zurich later in the demo (demo/move.py)
     )
     conveyor = Conveyor(conveyor_dir)
     release = conveyor.build(sources, log=log_url, token=token, step=lambda s: say("conveyor", s))

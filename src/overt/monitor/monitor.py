@@ -38,7 +38,7 @@ from overt.monitor.config import MonitoredLog, load_monitor_config
 from overt.monitor.state import Alert, MonitorState
 from overt.policy.bundle import REVIEW_TYPE
 from overt.rebuild.vsa import VSA_TYPE
-from overt.rules.statements import APPROVAL_TYPE, RULESET_TYPE
+from overt.rules.statements import APPROVAL_TYPE, RULESET_TYPE, RuleSet
 from overt.tlog.checkpoint import Checkpoint, open_checkpoint
 from overt.tlog.client import LogClient, LogMisbehaviour
 from overt.tlog.merkle import consistency_proof, verify_consistency
@@ -77,8 +77,13 @@ def entry_type(entry: bytes) -> str:
         except MalformedError:
             return "envelope"
         kind = STATEMENT_KINDS.get(statement.predicate_type, "in-toto")
-        if kind == "ruleset" and statement.predicate.get("targeted"):
-            return "ruleset-targeted"
+        if kind == "ruleset":
+            # From the rules' audiences, as verifiers do: not the statement's own list.
+            try:
+                targeted = bool(RuleSet.from_statement(statement).targeted)
+            except MalformedError:
+                targeted = bool(statement.predicate.get("targeted"))
+            return "ruleset-targeted" if targeted else kind
         if kind == "vsa":
             return f"vsa-{str(statement.predicate.get('verificationResult', '')).lower()}"
         return kind

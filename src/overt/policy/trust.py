@@ -11,8 +11,10 @@ requirement can never silently relax the policy.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,23 @@ class ChannelRule:
 
 
 @dataclass(frozen=True)
+class RetiredConveyor:
+    """A conveyor key retired when the conveyor moved (docs/conveyor.md, "Moving")."""
+
+    key: str
+    end: datetime
+    log_index: int | None  # the key transition's log entry: nothing logged after it counts
+
+
+@dataclass(frozen=True)
+class Location:
+    """Releases built after `after` must come from a conveyor in `jurisdiction`."""
+
+    jurisdiction: str
+    after: datetime
+
+
+@dataclass(frozen=True)
 class TrustPolicy:
     log_key: str
     log_url: str | None
@@ -45,6 +64,8 @@ class TrustPolicy:
     channels: dict[str, ChannelRule] = field(default_factory=dict)
     updates_url: str | None = None
     updates_root: Path | None = None
+    retired_conveyors: tuple[RetiredConveyor, ...] = ()
+    location: Location | None = None
     source: Path | None = None
 
     @property
@@ -89,6 +110,17 @@ class TrustPolicy:
             f"Provenance must be signed by one of {len(self.conveyor_keys)} trusted conveyor "
             f"key(s): {', '.join(k.split('+')[0] for k in self.conveyor_keys)}."
         )
+        for r in self.retired_conveyors:
+            after = f" or logged from entry {r.log_index} on" if r.log_index is not None else ""
+            lines.append(
+                f"Conveyor key {r.key.split('+')[0]}+{r.key.split('+')[1]} was retired on "
+                f"{r.end:%Y-%m-%d %H:%M} UTC: releases it built after that{after} are refused."
+            )
+        if self.location is not None:
+            lines.append(
+                f"Releases built after {self.location.after:%Y-%m-%d %H:%M} UTC must come from "
+                f"a conveyor in {self.location.jurisdiction}."
+            )
         for name, rule in sorted(self.channels.items()):
             parts = [
                 f"{rule.rebuilders_required} of the {len(self.rebuilder_keys)} trusted rebuilders "
@@ -209,7 +241,8 @@ def parse_policy(text: str, where: str = "policy", base: Path | None = None) -> 
     age_hours = witnesses.count("max_checkpoint_age_hours", 0)
 
     conveyors = _Table(doc.get("conveyors"), where, "conveyors")
-    conveyors.only({"keys"})
+    conveyors.only({"keys", "retired", "location"})
+    retired, location = _conveyor_moves(conveyors)
     rebuilders = _Table(doc.get("rebuilders", {}), where, "rebuilders")
     rebuilders.only({"keys", "required"})
     rebuilder_keys = rebuilders.keys("keys", required=False)
@@ -271,6 +304,8 @@ def parse_policy(text: str, where: str = "policy", base: Path | None = None) -> 
         tlog_policy=tlog_policy,
         max_checkpoint_age_s=age_hours * 3600 if age_hours else None,
         conveyor_keys=conveyors.keys("keys", required=True),
+        retired_conveyors=retired,
+        location=location,
         rebuilder_keys=rebuilder_keys,
         reviewer_keys=reviewer_keys,
         channels=channels,
@@ -278,6 +313,56 @@ def parse_policy(text: str, where: str = "policy", base: Path | None = None) -> 
         updates_root=(base or Path(".")) / root if root else None,
         source=Path(where) if base is not None else None,
     )
+
+
+def _timestamp(table: _Table, key: str) -> datetime:
+    value = table.doc.get(key)
+    try:
+        if not isinstance(value, str):
+            raise ValueError(value)
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise MalformedError(
+            f"{table.field(key)} must be an RFC 3339 time like 2026-11-27T12:00:00Z"
+        ) from exc
+    if parsed.tzinfo is None:
+        raise MalformedError(f"{table.field(key)} must carry a time zone (e.g. a trailing Z)")
+    return parsed
+
+
+def _conveyor_moves(
+    conveyors: _Table,
+) -> tuple[tuple[RetiredConveyor, ...], Location | None]:
+    retired_doc = conveyors.doc.get("retired", [])
+    if not isinstance(retired_doc, list):
+        raise MalformedError(
+            f"{conveyors.field('retired')} must be a list of [[conveyors.retired]]"
+        )
+    retired = []
+    for i, item in enumerate(retired_doc):
+        table = _Table(item, conveyors.where, f"conveyors.retired[{i}]")
+        table.only({"key", "end", "log_index"})
+        key = table.string("key")
+        assert key is not None
+        try:
+            ed25519_verifier(key)
+        except MalformedError as exc:
+            raise MalformedError(f"{table.field('key')}: {exc}") from exc
+        index = table.doc.get("log_index")
+        if index is not None and (
+            isinstance(index, bool) or not isinstance(index, int) or index < 0
+        ):
+            raise MalformedError(f"{table.field('log_index')} must be a log index, 0 or more")
+        retired.append(RetiredConveyor(key, _timestamp(table, "end"), index))
+    location = None
+    if "location" in conveyors.doc:
+        table = _Table(conveyors.doc["location"], conveyors.where, "conveyors.location")
+        table.only({"jurisdiction", "after"})
+        code = table.string("jurisdiction")
+        if code is None or not re.fullmatch(r"[A-Z]{2}", code):
+            raise MalformedError(f"{table.field('jurisdiction')} must be an ISO 3166 code like CH")
+        location = Location(code, _timestamp(table, "after"))
+    return tuple(retired), location
 
 
 def _scope(table: _Table, key: str) -> str:

@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from overt.conveyor.provenance import Provenance
+from overt.conveyor.provenance import Provenance, parse_rfc3339
 from overt.crypto.dsse import Envelope, verify_envelope
 from overt.crypto.intoto import PAYLOAD_TYPE, Statement
 from overt.crypto.keys import Ed25519Verifier
@@ -43,7 +43,14 @@ from overt.errors import MalformedError, OvertError, VerificationError
 from overt.policy.bundle import REVIEW_TYPE, Bundle, Logged
 from overt.policy.trust import REVIEW_SCOPES, ChannelRule, TrustPolicy
 from overt.rebuild.vsa import VSA_TYPE, VerificationSummary
-from overt.rules.statements import APPROVAL_TYPE, RULESET_TYPE, RuleSet, unapproved
+from overt.rules.statements import (
+    APPROVAL_TYPE,
+    RULESET_TYPE,
+    RuleRecord,
+    RuleSet,
+    input_digest,
+    unapproved,
+)
 from overt.tlog.checkpoint import Checkpoint, open_checkpoint
 from overt.tlog.client import CheckpointMemory
 from overt.tlog.hashing import leaf_hash
@@ -257,6 +264,7 @@ def _run(v: _Verifier, name: str, sha256: str, bundle: Bundle, rule: ChannelRule
         raise v.refuse("logged", f"the inclusion proof is malformed: {exc}") from exc
     decision.log_index = item.proof.index
     v.ok("logged", f"entry {item.proof.index} of {verified.checkpoint.origin}")
+    _conveyor_moves(v, signers[0], provenance, item.proof.index)
     v.ok(
         "witnessed",
         f"checkpoint size {verified.checkpoint.size} cosigned by "
@@ -349,6 +357,40 @@ def _run(v: _Verifier, name: str, sha256: str, bundle: Bundle, rule: ChannelRule
     )
 
 
+def _conveyor_moves(
+    v: _Verifier, signer: Ed25519Verifier, provenance: Provenance, index: int
+) -> None:
+    """A retired conveyor key, and where releases must be built, once the conveyor moved."""
+    policy = v.policy
+    try:
+        built = parse_rfc3339(provenance.finished_on, "provenance finishedOn")
+    except MalformedError as exc:
+        raise v.refuse("conveyor key", str(exc)) from exc
+    for retired in policy.retired_conveyors:
+        if Ed25519Verifier(retired.key).vkey.public != signer.vkey.public:
+            continue
+        # The log orders what a retired key can backdate: its transition entry.
+        late_in_log = retired.log_index is not None and index > retired.log_index
+        if late_in_log or built > retired.end:
+            when = f"logged at entry {index}" if late_in_log else f"built {provenance.finished_on}"
+            raise v.refuse(
+                "conveyor key",
+                f"signed by conveyor key {signer.name}, retired on "
+                f"{retired.end:%Y-%m-%d %H:%M} UTC (the conveyor moved), and {when}",
+            )
+        v.ok("conveyor key", f"{signer.name} was current when this was built and logged")
+    if policy.location is not None and built > policy.location.after:
+        where = provenance.jurisdiction or "an unstated jurisdiction"
+        if provenance.jurisdiction != policy.location.jurisdiction:
+            raise v.refuse(
+                "built in",
+                f"built in {where} on {provenance.finished_on}; releases built after "
+                f"{policy.location.after:%Y-%m-%d %H:%M} UTC must come from a conveyor in "
+                f"{policy.location.jurisdiction}",
+            )
+        v.ok("built in", f"built by a conveyor in {where}, as the policy requires")
+
+
 @dataclass
 class _Found:
     passed: set[str] = field(default_factory=set)
@@ -367,8 +409,14 @@ def _rule_audit(v: _Verifier, found: _Found, artifact_sha256: str) -> None:
             "rules audited",
             "no logged rule-set statement from a trusted conveyor lists this bundle's rules",
         )
-    ruleset = statements[0]
-    missing = unapproved(ruleset, found.rule_approvals, v.policy.reviewers())
+    # Every statement about this bundle counts: a later one cannot drop a finding.
+    reviewers = v.policy.reviewers()
+    held: dict[tuple[str, str], RuleRecord] = {}
+    for statement in statements:
+        for record in unapproved(statement, found.rule_approvals, reviewers):
+            held.setdefault((record.name, record.sha256), record)
+    missing = list(held.values())
+    ruleset = statements[-1]
     if missing:
         detail = "; ".join(
             f"{r.name} ({', '.join(sorted({f['lint'] for f in r.findings}))})" for r in missing
@@ -420,12 +468,7 @@ def _attestations(
         except (MalformedError, VerificationError) as exc:
             ignored.append(f"{who}'s attestation is not proven logged: {exc}")
             continue
-        inputs = statement.predicate.get("inputAttestations")
-        digest = (
-            inputs[0].get("digest", {}).get("sha256")
-            if isinstance(inputs, list) and inputs and isinstance(inputs[0], dict)
-            else None
-        )
+        digest = input_digest(statement.predicate)
         if digest != provenance.sha256:
             ignored.append(f"{who}'s attestation is about another provenance")
             continue

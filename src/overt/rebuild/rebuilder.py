@@ -136,6 +136,25 @@ def init_rebuilder(
     return vkey
 
 
+def trust_conveyor(root: Path, vkey: str) -> None:
+    """Also rebuild releases signed by this conveyor key (e.g. after the conveyor moved)."""
+    ed25519_verifier(vkey)
+    config_file = root / "rebuilder.toml"
+    if not config_file.is_file():
+        raise RebuildError(f"{root} is not a rebuilder directory; run 'overt rebuild init'")
+    table = tomllib.loads(config_file.read_text(encoding="utf-8")).get("rebuilder", {})
+    keys = list(table.get("conveyor_keys", []))
+    if vkey in keys:
+        return
+    table["conveyor_keys"] = [*keys, vkey]
+    lines = [
+        "# Overt rebuilder",
+        "[rebuilder]",
+        *(f"{k} = {json.dumps(v)}" for k, v in table.items()),
+    ]
+    atomic_write(config_file, ("\n".join(lines) + "\n").encode())
+
+
 @dataclass(frozen=True)
 class Outcome:
     index: int

@@ -29,28 +29,65 @@ from overt.rules.lints import Auditor
 from overt.rules.manifest import MANIFEST_FILE, Manifest, parse_manifest
 from overt.rules.parse import Finding, Rule, parse_file
 from overt.rules.statements import APPROVAL_TYPE, RULESET_TYPE, RuleRecord, RuleSet, unapproved
+from overt.tlog.tiles import MAX_ENTRY_SIZE
 
 RULE_SUFFIXES = (".yar", ".yara")
+RULESET_ARCHIVES = (".tar.gz", ".tgz", ".tar")
 MAX_BUNDLE_MEMBERS = 100_000
 MAX_MEMBER_BYTES = 64 * 1024 * 1024
+MAX_EXTRACTED_BYTES = 256 * 1024 * 1024  # the manifest and rule files together
 
 
 class RuleSetBlocked(OvertError):
-    """The rule set cannot be released: a rule does not parse or compile."""
+    """The rule set cannot be released: a rule does not parse or compile, names repeat, or
+    the statement would not fit in a log entry. Nothing is logged."""
+
+
+def _wanted(path: PurePosixPath) -> bool:
+    return path.name == MANIFEST_FILE or path.suffix.lower() in RULE_SUFFIXES
 
 
 def _safe_extract(archive: Path, dest: Path) -> None:
-    """Extract regular files only, never outside `dest` (a bundle is untrusted input)."""
+    """Extract the manifest and the rule files, never outside `dest` (a bundle is untrusted).
+
+    A member that could reach outside the archive's directory (an absolute path,
+    "..", a link or a device), appears twice or is too large refuses the whole
+    bundle: the scanner must never receive a rule this audit did not read.
+    """
+    total = 0
+    seen: set[PurePosixPath] = set()
     try:
         with tarfile.open(archive) as tf:
             for count, member in enumerate(tf):
                 if count >= MAX_BUNDLE_MEMBERS:
                     raise MalformedError(f"{archive.name}: more than {MAX_BUNDLE_MEMBERS} members")
                 path = PurePosixPath(member.name)
-                if not member.isfile() or path.is_absolute() or ".." in path.parts:
+                if path.is_absolute() or ".." in path.parts:
+                    raise MalformedError(
+                        f"{archive.name}: member {member.name!r} points outside the archive"
+                    )
+                if member.isdir():
                     continue
+                if path in seen:
+                    raise MalformedError(f"{archive.name}: member {member.name!r} appears twice")
+                seen.add(path)
+                if not member.isfile():
+                    raise MalformedError(
+                        f"{archive.name}: member {member.name!r} is a link or a special file; "
+                        "a rule-set bundle holds regular files only"
+                    )
                 if member.size > MAX_MEMBER_BYTES:
-                    raise MalformedError(f"{archive.name}: {member.name} is too large")
+                    raise MalformedError(
+                        f"{archive.name}: {member.name} is too large ({member.size:,} bytes)"
+                    )
+                if not _wanted(path):
+                    continue
+                total += member.size
+                if total > MAX_EXTRACTED_BYTES:
+                    raise MalformedError(
+                        f"{archive.name}: its rule files hold more than "
+                        f"{MAX_EXTRACTED_BYTES:,} bytes"
+                    )
                 stream = tf.extractfile(member)
                 if stream is None:
                     continue
@@ -71,9 +108,25 @@ def audit_bundle(
         manifests = sorted(root.rglob(MANIFEST_FILE))
         if not manifests:
             raise MalformedError(f"{archive.name}: the bundle holds no {MANIFEST_FILE}")
+        if len(manifests) > 1:
+            shown = ", ".join(m.relative_to(root).as_posix() for m in manifests)
+            raise MalformedError(f"{archive.name}: more than one {MANIFEST_FILE} ({shown})")
         base = manifests[0].parent
-        manifest = parse_manifest(manifests[0].read_text(encoding="utf-8"), MANIFEST_FILE)
-        files = sorted(p for p in base.rglob("*") if p.suffix in RULE_SUFFIXES and p.is_file())
+        try:
+            text = manifests[0].read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise MalformedError(f"{archive.name}: {MANIFEST_FILE} is not UTF-8") from exc
+        manifest = parse_manifest(text, MANIFEST_FILE)
+        files = sorted(
+            p for p in root.rglob("*") if p.suffix.lower() in RULE_SUFFIXES and p.is_file()
+        )
+        outside = [p for p in files if not p.is_relative_to(base)]
+        if outside:
+            # The statement must list every rule customers receive.
+            raise MalformedError(
+                f"{archive.name}: {outside[0].relative_to(root).as_posix()} is not under the "
+                f"directory of {MANIFEST_FILE}, so its rules would not be audited"
+            )
         if not files:
             raise MalformedError(f"{archive.name}: the bundle holds no .yar or .yara files")
         errors: list[Finding] = []
@@ -166,15 +219,22 @@ def release_ruleset(
     ship, and to whom, is public either way. Returns it with its log index.
     """
     name, version, files, provenance_entry, _ = read_release(release_dir)
-    archives = [n for n in files if n.endswith((".tar.gz", ".tgz", ".tar"))]
+    archives = [n for n in files if n.endswith(RULESET_ARCHIVES)]
     if len(archives) != 1:
         raise MalformedError(
             f"{name} {version}: a rule-set release has exactly one archive, found {len(archives)}"
         )
     ruleset = ruleset_statement(release_dir / archives[0], version, provenance_entry, watchlist)
-    envelope = ruleset.statement().sign([signer])
-    atomic_write(release_dir / RULESET_FILE, envelope.to_bytes())
-    added = add_entries(log, [envelope.to_bytes()], token)
+    entry = ruleset.statement().sign([signer]).to_bytes()
+    if len(entry) > MAX_ENTRY_SIZE:
+        raise RuleSetBlocked(
+            f"{name} {version}: the rule-set statement of {len(ruleset.rules)} rules is "
+            f"{len(entry):,} bytes, and a log entry holds at most {MAX_ENTRY_SIZE:,} (about 130 "
+            "rules without findings): release the rules as several smaller rule sets"
+        )
+    added = add_entries(log, [entry], token)
+    # Written once logged: a statement next to the release is one customers can be shown.
+    atomic_write(release_dir / RULESET_FILE, entry)
     return ruleset, added.indexes[0]
 
 
@@ -220,7 +280,12 @@ def check_approved(
             approvals.append(entry)
     if not statements:
         raise VerificationError("no rule-set statement signed by a trusted conveyor is logged")
-    missing = unapproved(statements[-1], approvals, reviewers)
+    # Every statement about this bundle counts (as for customers): a later one
+    # cannot drop a finding an earlier one recorded.
+    missing: dict[tuple[str, str], RuleRecord] = {}
+    for ruleset in statements:
+        for record in unapproved(ruleset, approvals, reviewers):
+            missing.setdefault((record.name, record.sha256), record)
     if missing:
-        raise RuleSetHeld(missing)
+        raise RuleSetHeld(list(missing.values()))
     return statements[-1]

@@ -15,7 +15,7 @@ Formats: docs/formats.md, "Rule-set statements".
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,15 @@ RULESET_TYPE = "https://overt.dev/rules/ruleset/v1"
 APPROVAL_TYPE = "https://overt.dev/rules/approval/v1"
 # Findings of these severities hold a rule set back until approved.
 BLOCKING = ("error", "high")
+
+
+def input_digest(predicate: Mapping[str, Any]) -> str | None:
+    """The SHA-256 in `inputAttestations[0].digest`, or None whatever else is there."""
+    inputs = predicate.get("inputAttestations")
+    first = inputs[0] if isinstance(inputs, list) and inputs else None
+    digest = first.get("digest") if isinstance(first, dict) else None
+    value = digest.get("sha256") if isinstance(digest, dict) else None
+    return value if isinstance(value, str) else None
 
 
 @dataclass(frozen=True)
@@ -62,27 +71,43 @@ class RuleRecord:
         where = f"rule-set statement: rules[{i}]"
         if not isinstance(obj, dict):
             raise MalformedError(f"{where} must be an object")
-        try:
-            findings = tuple(
-                {
-                    "lint": str(f["lint"]),
-                    "severity": str(f["severity"]),
-                    "message": str(f["message"]),
-                }
-                for f in obj.get("findings", [])
-            )
-            return cls(
-                name=str(obj["name"]),
-                sha256=str(obj["sha256"]),
-                file=str(obj["file"]),
-                tags=tuple(str(t) for t in obj.get("tags", [])),
-                action=str(obj["action"]),
-                notify=bool(obj["notify"]),
-                audience=tuple(str(a) for a in obj["audience"]),
-                findings=findings,
-            )
-        except (KeyError, TypeError) as exc:
-            raise MalformedError(f"{where} is missing {exc}") from exc
+        for key in ("name", "sha256", "file", "action", "notify", "audience"):
+            if key not in obj:
+                raise MalformedError(f"{where} is missing {key!r}")
+        for key in ("name", "sha256", "file", "action"):
+            if not isinstance(obj[key], str):
+                raise MalformedError(f"{where}.{key} must be a string")
+        if not isinstance(obj["notify"], bool):
+            raise MalformedError(f"{where}.notify must be true or false")
+        lists = {"tags": obj.get("tags", []), "audience": obj["audience"]}
+        for key, value in lists.items():
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise MalformedError(f"{where}.{key} must be a list of strings")
+        if not obj["audience"]:
+            raise MalformedError(f"{where}.audience must not be empty")
+        findings = obj.get("findings", [])
+        if not isinstance(findings, list):
+            raise MalformedError(f"{where}.findings must be a list")
+        for j, f in enumerate(findings):
+            if not isinstance(f, dict) or not all(
+                isinstance(f.get(k), str) for k in ("lint", "severity", "message")
+            ):
+                raise MalformedError(
+                    f"{where}.findings[{j}] needs string lint, severity and message"
+                )
+        return cls(
+            name=obj["name"],
+            sha256=obj["sha256"],
+            file=obj["file"],
+            tags=tuple(lists["tags"]),
+            action=obj["action"],
+            notify=obj["notify"],
+            audience=tuple(lists["audience"]),
+            findings=tuple(
+                {"lint": f["lint"], "severity": f["severity"], "message": f["message"]}
+                for f in findings
+            ),
+        )
 
 
 @dataclass(frozen=True)
@@ -130,7 +155,7 @@ class RuleSet:
         inputs = pred.get("inputAttestations")
         if not isinstance(rules, list) or not isinstance(inputs, list) or not inputs:
             raise MalformedError("rule-set statement: rules and inputAttestations are required")
-        digest = inputs[0].get("digest", {}).get("sha256") if isinstance(inputs[0], dict) else None
+        digest = input_digest(pred)
         if not isinstance(digest, str):
             raise MalformedError("rule-set statement: inputAttestations[0] needs a sha256")
         records = tuple(RuleRecord.from_json(r, i) for i, r in enumerate(rules))
@@ -173,12 +198,7 @@ class Approval:
         justification = pred.get("justification")
         if pred.get("verdict") != "approved" or not isinstance(justification, str):
             raise MalformedError("rule approval: verdict approved and a justification are required")
-        inputs = pred.get("inputAttestations")
-        digest = (
-            inputs[0].get("digest", {}).get("sha256")
-            if isinstance(inputs, list) and inputs and isinstance(inputs[0], dict)
-            else None
-        )
+        digest = input_digest(pred)
         if not isinstance(digest, str):
             raise MalformedError("rule approval: inputAttestations[0] needs a sha256")
         rules = {

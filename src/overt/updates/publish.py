@@ -20,7 +20,7 @@ from overt.crypto.keys import Ed25519Verifier
 from overt.errors import MalformedError, VerificationError
 from overt.policy.bundle import assemble_bundle, attestation_subject, index_attestations
 from overt.rebuild.vsa import VSA_TYPE
-from overt.rules.release import check_approved
+from overt.rules.release import RULESET_ARCHIVES, check_approved
 from overt.tlog.client import LogClient
 from overt.updates.repository import ReleaseFiles, Repository
 
@@ -71,7 +71,13 @@ def publish_releases(
             )
         if channel == "rules":
             assert gate is not None
-            archive = next(n for n in sorted(files) if n.endswith((".tar.gz", ".tgz", ".tar")))
+            archives = [n for n in sorted(files) if n.endswith(RULESET_ARCHIVES)]
+            if len(archives) != 1 or len(files) != 1:
+                raise MalformedError(
+                    f"{name} {version}: a rule-set release is exactly one archive "
+                    f"(.tar.gz, .tgz or .tar); it has {', '.join(sorted(files))}"
+                )
+            archive = archives[0]
             ruleset = check_approved(
                 [a.entry for a in bundle.attestations],
                 hashlib.sha256(provenance).hexdigest(),

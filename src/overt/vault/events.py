@@ -8,12 +8,20 @@ customer (and the supervisor, given a copy of the key) can tell which; the
 vault keeps the keys, since it must compute the pseudonyms.
 
 Fields (docs/vault.md): ``type`` ("overt/access-event/v1"), ``region``,
-``action`` (write, read, delete, export, process, erase), ``outcome`` (allowed
+``action`` (write, read, delete, export, process, erase, relocate, shred), ``outcome`` (allowed
 or refused, with ``reason``), ``customer`` (pseudonym), ``category``,
 ``objects`` (ids, for individual accesses) or ``batch`` (``{"count", "root"}``:
 the RFC 9162 Merkle root of the ids, for bulk ingestion), ``actor`` (name,
 role, employer, location), ``justification``, ``ticket``, ``time``, and for
-legal requests ``requester_country``.
+legal requests ``requester_country``. A relocation's events (``relocate``, in the
+region the data leaves and the one it enters, and ``shred`` for the old copies'
+data keys) also carry ``relocation``: ``{"run", "batch", "from", "to", "policy",
+"country"}`` (and, for ``shred``, the indexes of the batch's two ``relocate`` events).
+
+The same logs also carry the vault's *residency policy statements*
+(`POLICY_PAYLOAD_TYPE`, type "overt/residency-policy/v1"): each version of the
+residency policy, logged in every region before it is in force
+(policy_history.py).
 """
 
 from __future__ import annotations
@@ -34,7 +42,9 @@ from overt.tlog.merkle import MemoryTree
 
 EVENT_TYPE = "overt/access-event/v1"
 PAYLOAD_TYPE = "application/vnd.overt.access-event+json"
-ACTIONS = ("write", "read", "delete", "export", "process", "erase")
+ACTIONS = ("write", "read", "delete", "export", "process", "erase", "relocate", "shred")
+POLICY_TYPE = "overt/residency-policy/v1"
+POLICY_PAYLOAD_TYPE = "application/vnd.overt.residency-policy+json"
 
 # Modelled on the access-transparency reason codes of the large clouds.
 JUSTIFICATIONS = {
@@ -89,6 +99,7 @@ class AccessEvent:
     outcome: str = "allowed"
     reason: str = ""
     requester_country: str = ""
+    relocation: dict[str, Any] | None = None
     time: int = field(default_factory=lambda: int(time.time()))
     # Two identical accesses in the same second are two events: the log
     # deduplicates identical entries, so each event carries its own id.
@@ -116,6 +127,8 @@ class AccessEvent:
             doc["reason"] = self.reason
         if self.requester_country:
             doc["requester_country"] = self.requester_country
+        if self.relocation is not None:
+            doc["relocation"] = self.relocation
         return doc
 
     def sign(self, signer: Ed25519Signer) -> bytes:
@@ -136,3 +149,31 @@ def open_event(entry: bytes, vault_key: Ed25519Verifier) -> dict[str, Any]:
     if doc.get("action") not in ACTIONS:
         raise MalformedError(f"access event has unknown action {doc.get('action')!r}")
     return doc
+
+
+def sign_policy_statement(doc: dict[str, Any], signer: Ed25519Signer) -> bytes:
+    """A residency policy statement (policy_history.py), signed by the vault."""
+    payload = json.dumps(
+        {"type": POLICY_TYPE, **doc}, sort_keys=True, separators=(",", ":")
+    ).encode()
+    return sign_envelope(POLICY_PAYLOAD_TYPE, payload, [signer]).to_bytes()
+
+
+def open_entry(entry: bytes, vault_key: Ed25519Verifier) -> tuple[str, dict[str, Any]]:
+    """Verify an access log entry: ("access", event) or ("policy", statement)."""
+    envelope = Envelope.from_bytes(entry)
+    if envelope.payload_type != POLICY_PAYLOAD_TYPE:
+        return "access", open_event(entry, vault_key)
+    verify_envelope(envelope, [vault_key], payload_type=POLICY_PAYLOAD_TYPE)
+    try:
+        doc = json.loads(envelope.payload)
+    except (ValueError, RecursionError) as exc:
+        raise MalformedError(f"policy statement is not JSON: {exc}") from exc
+    if not isinstance(doc, dict) or doc.get("type") != POLICY_TYPE:
+        raise MalformedError("log entry is not a residency policy statement")
+    version = doc.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise MalformedError("policy statement has no valid version")
+    if not isinstance(doc.get("sha256"), str) or not isinstance(doc.get("countries"), dict):
+        raise MalformedError("policy statement lacks its digest or its countries")
+    return "policy", doc

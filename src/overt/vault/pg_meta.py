@@ -110,7 +110,9 @@ class PostgresMeta:
         )
         return None if not rows else rows[0][0] is not None
 
-    def add_objects(self, rows: Sequence[ObjectRow], now: int, event: int) -> None:
+    def add_objects(
+        self, rows: Sequence[ObjectRow], now: int, event: int, op: str = "write"
+    ) -> None:
         vault_id, region = self._key
         try:
             with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
@@ -122,8 +124,47 @@ class PostgresMeta:
                 )
                 cur.executemany(
                     "INSERT INTO overt_vault_journal (vault_id, region, time, op, object, event) "
-                    "VALUES (%s, %s, %s, 'write', %s, %s)",
-                    [(vault_id, region, now, r[0], event) for r in rows],
+                    "VALUES (%s, %s, %s, %s, %s, %s)",
+                    [(vault_id, region, now, op, r[0], event) for r in rows],
+                )
+        except psycopg.Error as exc:
+            raise StoreError(f"vault database: {exc}") from exc
+
+    def fetch(self, ids: Sequence[str]) -> dict[str, tuple[StoredObject, bytes | None]]:
+        rows = self._rows(
+            f"SELECT {_COLUMNS}, sealed FROM overt_vault_object "
+            f"WHERE {self._WHERE} AND id = ANY(%s)",
+            (list(ids),),
+        )
+        return {
+            r[0]: (StoredObject(*r[:-1]), None if r[-1] is None else bytes(r[-1])) for r in rows
+        }
+
+    def journal_many(self, op: str, ids: Sequence[str], event: int, now: int) -> None:
+        vault_id, region = self._key
+        try:
+            with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO overt_vault_journal (vault_id, region, time, op, object, event) "
+                    "VALUES (%s, %s, %s, %s, %s, %s)",
+                    [(vault_id, region, now, op, i, event) for i in ids],
+                )
+        except psycopg.Error as exc:
+            raise StoreError(f"vault database: {exc}") from exc
+
+    def shred(self, ids: Sequence[str], now: int, event: int) -> None:
+        vault_id, region = self._key
+        try:
+            with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                cur.execute(
+                    "UPDATE overt_vault_object SET erased = COALESCE(erased, %s), sealed = NULL "
+                    f"WHERE {self._WHERE} AND id = ANY(%s)",
+                    (now, vault_id, region, list(ids)),
+                )
+                cur.executemany(
+                    "INSERT INTO overt_vault_journal (vault_id, region, time, op, object, event) "
+                    "VALUES (%s, %s, %s, 'shred', %s, %s)",
+                    [(vault_id, region, now, i, event) for i in ids],
                 )
         except psycopg.Error as exc:
             raise StoreError(f"vault database: {exc}") from exc

@@ -111,8 +111,23 @@ class MetaStore(Protocol):
         """Whether the object is erased; None if there is no such object."""
         ...
 
-    def add_objects(self, rows: Sequence[ObjectRow], now: int, event: int) -> None:
-        """Records, ciphertexts and their 'write' journal rows, in one durable transaction."""
+    def add_objects(
+        self, rows: Sequence[ObjectRow], now: int, event: int, op: str = "write"
+    ) -> None:
+        """Records, ciphertexts and their journal rows (`op`), in one durable transaction."""
+        ...
+
+    def fetch(self, ids: Sequence[str]) -> dict[str, tuple[StoredObject, bytes | None]]:
+        """The records and sealed contents of those of `ids` the region holds."""
+        ...
+
+    def journal_many(self, op: str, ids: Sequence[str], event: int, now: int) -> None:
+        """Journal one operation on each of `ids`, in one durable transaction."""
+        ...
+
+    def shred(self, ids: Sequence[str], now: int, event: int) -> None:
+        """Mark `ids` erased (those not yet), drop their ciphertexts and journal 'shred'
+        for each, in one durable transaction."""
         ...
 
     def object(self, object_id: str) -> StoredObject | None: ...
@@ -137,6 +152,7 @@ class MetaStore(Protocol):
 
 
 _COLUMNS = "id, customer, country, category, size, created, sealed_sha256, write_event, erased"
+_CHUNK = 500  # ids per "IN (...)" query
 
 
 class SQLiteMeta:
@@ -158,7 +174,9 @@ class SQLiteMeta:
         row = self._db.execute("SELECT erased FROM objects WHERE id = ?", (object_id,)).fetchone()
         return None if row is None else bool(row[0])
 
-    def add_objects(self, rows: Sequence[ObjectRow], now: int, event: int) -> None:
+    def add_objects(
+        self, rows: Sequence[ObjectRow], now: int, event: int, op: str = "write"
+    ) -> None:
         self._db.execute("BEGIN IMMEDIATE")
         self._db.executemany(
             "INSERT INTO objects (id, customer, country, category, size, created, "
@@ -166,8 +184,43 @@ class SQLiteMeta:
             rows,
         )
         self._db.executemany(
-            "INSERT INTO journal (time, op, object, event) VALUES (?, 'write', ?, ?)",
-            [(now, r[0], event) for r in rows],
+            "INSERT INTO journal (time, op, object, event) VALUES (?, ?, ?, ?)",
+            [(now, op, r[0], event) for r in rows],
+        )
+        self._db.execute("COMMIT")
+
+    def fetch(self, ids: Sequence[str]) -> dict[str, tuple[StoredObject, bytes | None]]:
+        found: dict[str, tuple[StoredObject, bytes | None]] = {}
+        for start in range(0, len(ids), _CHUNK):
+            chunk = list(ids[start : start + _CHUNK])
+            marks = ",".join("?" * len(chunk))
+            for row in self._db.execute(
+                f"SELECT {_COLUMNS}, sealed FROM objects WHERE id IN ({marks})", chunk
+            ):
+                found[row[0]] = (
+                    StoredObject(*row[:-1]),
+                    None if row[-1] is None else bytes(row[-1]),
+                )
+        return found
+
+    def journal_many(self, op: str, ids: Sequence[str], event: int, now: int) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+        self._db.executemany(
+            "INSERT INTO journal (time, op, object, event) VALUES (?, ?, ?, ?)",
+            [(now, op, i, event) for i in ids],
+        )
+        self._db.execute("COMMIT")
+
+    def shred(self, ids: Sequence[str], now: int, event: int) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+        self._db.executemany(
+            "UPDATE objects SET erased = ? WHERE id = ? AND erased IS NULL",
+            [(now, i) for i in ids],
+        )
+        self._db.executemany("UPDATE objects SET sealed = NULL WHERE id = ?", [(i,) for i in ids])
+        self._db.executemany(
+            "INSERT INTO journal (time, op, object, event) VALUES (?, 'shred', ?, ?)",
+            [(now, i, event) for i in ids],
         )
         self._db.execute("COMMIT")
 
@@ -246,10 +299,13 @@ class RegionStore:
         self._keys.execute("PRAGMA secure_delete=ON")
         self._marker = self.dir / "put-in-progress"
         self._erase_marker = self.dir / "erase-in-progress"
+        self._shred_marker = self.dir / "shred-in-progress"
         if self._marker.exists():
             self._sweep()
         if self._erase_marker.exists():
             self._finish_erasures()
+        if self._shred_marker.exists():
+            self._finish_shredding()
 
     def _finish_erasures(self) -> None:
         """Complete an erasure a crash interrupted (its event is already in the log)."""
@@ -260,6 +316,16 @@ class RegionStore:
         self._keys.executemany("DELETE FROM keys WHERE id = ?", [(i,) for i in erased])
         self._meta.drop_erased_ciphertexts()
         self._erase_marker.unlink(missing_ok=True)
+
+    def _finish_shredding(self) -> None:
+        """Destroy the data keys of objects a crash left marked erased (shredded) with
+        their keys still in the keyring (their shred event is already in the log)."""
+        erased = self._meta.erased_ids()
+        self._keys.execute("BEGIN IMMEDIATE")
+        self._keys.executemany("DELETE FROM keys WHERE id = ?", [(i,) for i in erased])
+        self._keys.execute("COMMIT")
+        self._meta.drop_erased_ciphertexts()
+        self._shred_marker.unlink(missing_ok=True)
 
     def _sweep(self) -> None:
         """Remove what an interrupted `put` left: data keys without an object record."""
@@ -381,6 +447,97 @@ class RegionStore:
         self._keys.execute("BEGIN IMMEDIATE")
         self._keys.execute("DELETE FROM keys WHERE id = ?", (object_id,))
         self._keys.execute("COMMIT")
+
+    # --- relocation (relocate.py) ----------------------------------------
+
+    def fetch(self, ids: Sequence[str]) -> dict[str, tuple[StoredObject, bytes | None]]:
+        """Records and sealed contents of those of `ids` this region holds."""
+        with self._lock:
+            return self._meta.fetch(ids)
+
+    def data_keys(self, ids: Sequence[str]) -> dict[str, bytes]:
+        """The unwrapped data keys of those of `ids` whose key is in the keyring."""
+        wrapped: list[tuple[str, bytes]] = []
+        with self._lock:
+            for start in range(0, len(ids), _CHUNK):
+                chunk = list(ids[start : start + _CHUNK])
+                marks = ",".join("?" * len(chunk))
+                wrapped.extend(
+                    (str(r[0]), bytes(r[1]))
+                    for r in self._keys.execute(
+                        f"SELECT id, wrapped FROM keys WHERE id IN ({marks})", chunk
+                    )
+                )
+        return {
+            i: open_sealed(self._kek, w, key_aad(i, self.region), f"key of {i}") for i, w in wrapped
+        }
+
+    def decrypt_many(self, found: dict[str, tuple[StoredObject, bytes | None]]) -> dict[str, bytes]:
+        """Decrypt fetched objects; raises on any that does not decrypt or lost its key."""
+        keys = self.data_keys(list(found))
+        out: dict[str, bytes] = {}
+        for object_id, (obj, sealed) in found.items():
+            data_key = keys.get(object_id)
+            if data_key is None:
+                raise DecryptionError(f"object {object_id}: its data key is gone (erased)")
+            if sealed is None:
+                raise StoreError(f"object {object_id}: its ciphertext is missing")
+            aad = object_aad(object_id, self.region, obj.customer, obj.category)
+            out[object_id] = open_sealed(data_key, sealed, aad, f"object {object_id}")
+        return out
+
+    def put_copies(self, copies: Sequence[tuple[StoredObject, bytes]], event: int) -> None:
+        """Store objects relocated here, authorised by durable event `event`: each
+        sealed under a fresh data key wrapped by this region's KEK, keeping its id,
+        customer, country, category and creation time; journalled as 'relocate'."""
+        rows: list[ObjectRow] = []
+        key_rows = []
+        now = int(time.time())
+        atomic_write(self._marker, str(event).encode())
+        for obj, content in copies:
+            data_key = new_key()
+            aad = object_aad(obj.id, self.region, obj.customer, obj.category)
+            sealed = seal(data_key, content, aad)
+            key_rows.append((obj.id, seal(self._kek, data_key, key_aad(obj.id, self.region))))
+            rows.append(
+                (
+                    obj.id,
+                    obj.customer,
+                    obj.country,
+                    obj.category,
+                    len(content),
+                    obj.created,
+                    hashlib.sha256(sealed).hexdigest(),
+                    event,
+                    sealed,
+                )
+            )
+        with self._lock:
+            self._keys.execute("BEGIN IMMEDIATE")
+            self._keys.executemany(
+                "INSERT OR REPLACE INTO keys (id, wrapped) VALUES (?, ?)", key_rows
+            )
+            self._keys.execute("COMMIT")
+            self._meta.add_objects(rows, now, event, op="relocate")
+        self._marker.unlink(missing_ok=True)
+
+    def journal_many(self, op: str, ids: Sequence[str], event: int) -> None:
+        """Journal `op` on each of `ids` under durable access event `event`."""
+        with self._lock:
+            self._meta.journal_many(op, ids, event, int(time.time()))
+
+    def shred(self, ids: Sequence[str], event: int) -> None:
+        """Crypto-shred relocated copies: records first (erased, no ciphertext,
+        journalled under durable shred event `event`), then the data keys, deleted
+        from the keyring (secure_delete, rollback journal). A crash between the two
+        leaves a marker that the next open finishes (`_finish_shredding`)."""
+        atomic_write(self._shred_marker, str(event).encode())
+        with self._lock:
+            self._meta.shred(ids, int(time.time()), event)
+            self._keys.execute("BEGIN IMMEDIATE")
+            self._keys.executemany("DELETE FROM keys WHERE id = ?", [(i,) for i in ids])
+            self._keys.execute("COMMIT")
+        self._shred_marker.unlink(missing_ok=True)
 
     def sealed(self, object_id: str) -> bytes | None:
         """The sealed contents of an object as stored (None once erased)."""

@@ -8,7 +8,10 @@ access log cannot take the event, the access is refused (fail closed).
 
 Directory (docs/vault.md):
 
-    VAULT/residency.toml      where each customer's data must live
+    VAULT/residency.toml      where each customer's data must live (the version in force)
+    VAULT/policies/           every version of it, and each version's logged statement
+                              (policy_history.py)
+    VAULT/relocation/         the relocation journal (relocate.py)
     VAULT/actors.toml         staff identities and what they may do
     VAULT/vault.toml          storage settings (optional): [vault] database = "postgresql://..."
                               keeps the regions' records and access logs in PostgreSQL
@@ -39,6 +42,7 @@ from overt.log.config import LogConfig
 from overt.log.log import Log, init_log
 from overt.vault.actors import SYSTEM, ActorEntry, load_actors
 from overt.vault.events import JUSTIFICATIONS, AccessEvent, Actor, batch_root, pseudonym
+from overt.vault.policy_history import PolicyHistory, policy_sha256
 from overt.vault.residency import ResidencyError, ResidencyPolicy
 from overt.vault.store import NewObject, RegionStore, StoredObject
 
@@ -110,6 +114,7 @@ def init_vault(root: Path, residency: str, origin_prefix: str, database: str = "
         )
     atomic_write(root / "vault.vkey", (vkey + "\n").encode())
     atomic_write(root / "residency.toml", residency.encode())
+    PolicyHistory(root).write_initial(residency)
     if not (root / "actors.toml").exists():
         atomic_write(
             root / "actors.toml", b"# Staff who may access customer data: [[actor]] tables\n"
@@ -165,6 +170,11 @@ class Vault:
             raise OvertError(f"{root} is not a vault; run 'overt vault init'")
         self.root = root
         self.policy = ResidencyPolicy.load(root / "residency.toml")
+        self.policy_version = 1
+        self._policy_problem = ""  # why writes are refused, if the policy is not as logged
+        self._pending: tuple[int, ResidencyPolicy] | None = None  # a change under way
+        self._policy_stamp: tuple[object, ...] = ()
+        self._load_policy()
         self.actors: dict[str, ActorEntry] = load_actors(root / "actors.toml")
         self._signer = read_private_key(root / "secrets" / "vault.key")
         self.verifier = ed25519_verifier(self._signer.verifier_key())
@@ -197,6 +207,99 @@ class Vault:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # --- the residency policy in force ----------------------------------
+
+    def _stamp(self) -> tuple[object, ...]:
+        """Changes whenever `overt vault policy set` (in any process) changes the policy."""
+        stamp: list[object] = []
+        for path in (self.root / "residency.toml", PolicyHistory(self.root).pending_file):
+            try:
+                st = os.stat(path)
+                stamp.append((st.st_ino, st.st_mtime_ns, st.st_size))
+            except FileNotFoundError:
+                stamp.append(None)
+        return tuple(stamp)
+
+    def _load_policy(self) -> None:
+        stamp = self._stamp()
+        text = (self.root / "residency.toml").read_text(encoding="utf-8")
+        history = PolicyHistory(self.root)
+        current = history.current()
+        self.policy = ResidencyPolicy.parse(text, str(self.root / "residency.toml"))
+        self.policy_version = current.version
+        self._policy_problem = ""
+        if current.sha256 != policy_sha256(text):
+            self._policy_problem = (
+                f"{self.root / 'residency.toml'} is not policy version {current.version} as "
+                "recorded in policies/ (changed by hand?); change the policy only with "
+                "'overt vault policy set', which logs each version"
+            )
+        self._pending = None
+        pending = history.pending_version()
+        if pending is not None:
+            try:
+                self._pending = (pending, history.version(pending).policy)
+            except OvertError as exc:
+                self._policy_problem = f"policy version {pending} is pending but unreadable: {exc}"
+        self._policy_stamp = stamp
+
+    def pending_change(self) -> int | None:
+        """The version a policy change under way (interrupted) is moving to, if any."""
+        return None if self._pending is None else self._pending[0]
+
+    def reload_policy(self) -> bool:
+        """Re-read the residency policy if it changed since it was read; True if it did."""
+        if self._stamp() == self._policy_stamp:
+            return False
+        self._load_policy()
+        return True
+
+    def _write_refusal(self, country: str, home: str) -> str:
+        """Why a write for a customer in `country` to `home` must be refused now ("" if not)."""
+        if self._policy_problem:
+            return self._policy_problem
+        if self._pending is not None:
+            version, pending = self._pending
+            try:
+                moving_to = pending.region_for(country)
+            except ResidencyError:
+                moving_to = "no region"
+            if moving_to != home:
+                return (
+                    f"the residency policy is changing (version {version}): customers in "
+                    f"{country.upper()} move from {home} to {moving_to}; refusing to write "
+                    f"their data to {home} until the change is complete"
+                )
+        return ""
+
+    def former_regions(self, country: str) -> set[str]:
+        """Regions that held the data of customers in `country` under earlier versions."""
+        found = set()
+        for version in PolicyHistory(self.root).versions():
+            if version.version == self.policy_version:
+                continue
+            with contextlib.suppress(ResidencyError):
+                found.add(version.policy.region_for(country))
+        return found
+
+    def sign_statement(self, doc: dict[str, object]) -> bytes:
+        from overt.vault.events import sign_policy_statement
+
+        return sign_policy_statement(dict(doc), self._signer)
+
+    def sign_event(self, event: AccessEvent) -> bytes:
+        return event.sign(self._signer)
+
+    def append_signed(self, region: str, entry: bytes) -> int:
+        """Durably sequence a signed entry (an existing one keeps its index); fail closed."""
+        try:
+            (index,) = self.log(region).sequence([entry])
+        except (OvertError, OSError) as exc:
+            raise AccessRefused(
+                f"the access log of region {region} is unavailable ({exc}); refusing the access"
+            ) from exc
+        return index
 
     def store(self, region: str) -> RegionStore:
         if region not in self.policy.regions:
@@ -286,24 +389,50 @@ class Vault:
         _check_customer(customer)
         if not contents or len(contents) > MAX_BATCH:
             raise MalformedError(f"a batch holds 1 to {MAX_BATCH} objects")
+        self.reload_policy()
         home = self.policy.region_for(country)
         self.policy.category(category)
         alias = pseudonym(self.customers.key(customer), customer)
         ids = [secrets.token_hex(12) for _ in contents]
         batch = {"count": len(ids), "root": batch_root(ids)}
+
+        def write_event(where: str) -> AccessEvent:
+            return AccessEvent(
+                where, "write", SYSTEM, "SYSTEM_OPERATION", "ingest", alias, category, batch=batch
+            )
+
         if region is not None and region != home:
-            event = AccessEvent(
-                home, "write", SYSTEM, "SYSTEM_OPERATION", "ingest", alias, category, batch=batch
-            )
-            raise self._refuse(
-                event,
+            reason = (
                 f"data of customers in {country.upper()} must stay in {home}; "
-                f"refusing to store it in {region}",
+                f"refusing to store it in {region}"
             )
-        event = AccessEvent(
-            home, "write", SYSTEM, "SYSTEM_OPERATION", "ingest", alias, category, batch=batch
-        )
-        index = self._append(event)
+            if region in self.policy.regions and region in self.former_regions(country):
+                # Data relocated out of `region`: its own log shows the refusal too.
+                reason += f" (policy version {self.policy_version} moved it out of {region})"
+                former = write_event(region)
+                former.outcome, former.reason = "refused", reason
+                with contextlib.suppress(AccessRefused):
+                    self._append(former)
+            raise self._refuse(write_event(home), reason)
+        refusal = self._write_refusal(country, home)
+        if refusal:
+            raise self._refuse(write_event(home), refusal)
+        index = self._append(write_event(home))
+        # A policy change logged while this event was being sequenced wins: its
+        # statement may precede the event in the log (policy_history.py writes
+        # the pending marker before logging the statement).
+        if self.reload_policy():
+            try:
+                refusal = self._write_refusal(country, home)
+                if not refusal and self.policy.region_for(country) != home:
+                    refusal = (
+                        f"the residency policy changed to version {self.policy_version}: "
+                        f"data of customers in {country.upper()} no longer goes to {home}"
+                    )
+            except ResidencyError as exc:
+                refusal = str(exc)
+            if refusal:
+                raise self._refuse(write_event(home), refusal)
         self.store(home).put(
             [
                 NewObject(i, customer, country.upper(), category, c)
@@ -314,17 +443,26 @@ class Vault:
         return [Stored(i, home) for i in ids]
 
     def locate(self, object_id: str) -> tuple[str, StoredObject]:
+        """Where an object lives: its readable copy (a region it was relocated out of
+        keeps a shredded record), else the erased record."""
         known = self._regions_of.get(object_id)
         if known is not None:
             obj = self.store(known).object(object_id)
-            if obj is not None:
+            if obj is not None and not obj.erased:
                 return known, obj
+        erased: tuple[str, StoredObject] | None = None
         for region in self.policy.regions:
             obj = self.store(region).object(object_id)
-            if obj is not None:
-                if len(self._regions_of) < 1_000_000:
-                    self._regions_of[object_id] = region
-                return region, obj
+            if obj is None:
+                continue
+            if obj.erased:
+                erased = erased or (region, obj)
+                continue
+            if len(self._regions_of) < 1_000_000:
+                self._regions_of[object_id] = region
+            return region, obj
+        if erased is not None:
+            return erased
         raise AccessRefused(f"no object {object_id!r} in this vault")
 
     def read(
@@ -389,6 +527,14 @@ class Vault:
             home, "erase", actor, justification, ticket, alias, obj.category, [object_id]
         )
         self.store(home).erase(object_id, index)
+        # An interrupted relocation may have left a second readable copy: erase it too.
+        for region in self.policy.regions:
+            other = self.store(region).object(object_id) if region != home else None
+            if other is not None and not other.erased:
+                index, _ = self._authorise(
+                    region, "erase", actor, justification, ticket, alias, obj.category, [object_id]
+                )
+                self.store(region).erase(object_id, index)
 
     def erase_customer(self, customer: str, actor: str, justification: str, ticket: str) -> int:
         count = 0
