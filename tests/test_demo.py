@@ -106,7 +106,8 @@ def test_demo_customer_accepts_the_release_and_refuses_both_attacks(demo_dir: Pa
     assert (demo_dir / "updates" / "metadata" / "timestamp.json").is_file()
     assert (customer / "policy.toml").is_file()
     installed = sorted(p.name for p in (customer / "install" / "hello-overt").iterdir())
-    assert installed == ["hello_overt-1.0.0-py3-none-any.whl", "hello_overt-1.0.0.tar.gz"]
+    # 1.0.0 first; after the conveyor moved, 1.1.0 built in Zurich replaced it.
+    assert installed == ["hello_overt-1.1.0-py3-none-any.whl", "hello_overt-1.1.0.tar.gz"]
     refusals = [
         json.loads(line)["reason"]
         for name in ("tampered", "unlogged")
@@ -253,3 +254,14 @@ def test_demo_serves_tiles_a_client_can_verify(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_demo_moves_the_conveyor_and_refuses_the_retired_keys_release(demo_dir: Path) -> None:
+    transition = demo_dir / "conveyor-zurich" / "transition.dsse.json"
+    assert transition.is_file()
+    assert "retired" in (demo_dir / "conveyor" / "conveyor.toml").read_text()
+    policy = (demo_dir / "customer" / "policy.toml").read_text()
+    assert "[[conveyors.retired]]" in policy and 'jurisdiction = "CH"' in policy
+    refusals = demo_dir / "attacks" / "retired-key" / "customer-state" / "refusals.jsonl"
+    reasons = [json.loads(line)["reason"] for line in refusals.read_text().splitlines()]
+    assert any("conveyor key" in r and "retired" in r for r in reasons)
