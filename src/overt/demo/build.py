@@ -22,6 +22,7 @@ import httpx
 from overt.demo.customer import CustomerResult, run_customer
 from overt.demo.move import run_move
 from overt.demo.release import REBUILDER, DemoRelease, build_and_rebuild
+from overt.demo.relocation import run_relocation
 from overt.demo.rules import run_rules
 from overt.durable import atomic_write
 from overt.errors import OvertError, VerificationError
@@ -210,6 +211,7 @@ def build(root: Path, say: Say, host: str = "127.0.0.1", port: int = 0) -> DemoR
             run_rules(root, say, log_url, token, base, load_policy(result.customer.policy_file))
             run_move(root, say, log_url, token, base)
         _run_vault(root, say)
+        run_relocation(root, say)
     except BaseException:
         server.stop()
         raise
@@ -307,7 +309,8 @@ def _populate(
 
 
 RESIDENCY = """\
-# Customers in Europe, North America and Australia: data stays in Zurich.
+# Customers in Europe and North America: data stays in Zurich.
+# Australia's is in Moscow until the demo moves it (demo/relocation.py).
 [regions.ch-zurich]
 description = "Zurich, Switzerland, under independent supervision"
 
@@ -320,7 +323,7 @@ CH = "ch-zurich"
 GB = "ch-zurich"
 US = "ch-zurich"
 CA = "ch-zurich"
-AU = "ch-zurich"
+AU = "ru-moscow"
 RU = "ru-moscow"
 
 [categories.sample]

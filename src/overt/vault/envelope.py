@@ -36,14 +36,21 @@ class DecryptionError(OvertError):
     """A ciphertext does not belong where it was found, was changed, or its key is gone."""
 
 
+def _json_list(items: tuple[str, ...]) -> bytes:
+    """``json.dumps(list(items), separators=(",", ":"))``, without json for plain strings
+    (printable ASCII without quotes or backslashes: JSON escapes none of them)."""
+    for item in items:
+        if not item.isascii() or not item.isprintable() or '"' in item or "\\" in item:
+            return json.dumps(list(items), separators=(",", ":")).encode()
+    return ('["' + '","'.join(items) + '"]').encode()
+
+
 def object_aad(object_id: str, region: str, customer: str, category: str) -> bytes:
-    return (
-        FORMAT + json.dumps([object_id, region, customer, category], separators=(",", ":")).encode()
-    )
+    return FORMAT + _json_list((object_id, region, customer, category))
 
 
 def key_aad(object_id: str, region: str) -> bytes:
-    return b"overt-vault-key/v1\n" + json.dumps([object_id, region], separators=(",", ":")).encode()
+    return b"overt-vault-key/v1\n" + _json_list((object_id, region))
 
 
 def seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:

@@ -140,10 +140,14 @@ class PostgresMeta:
             r[0]: (StoredObject(*r[:-1]), None if r[-1] is None else bytes(r[-1])) for r in rows
         }
 
-    def journal_many(self, op: str, ids: Sequence[str], event: int, now: int) -> None:
+    def journal_many(
+        self, op: str, ids: Sequence[str], event: int, now: int, synced: bool = True
+    ) -> None:
         vault_id, region = self._key
         try:
             with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                if not synced:
+                    cur.execute("SET LOCAL synchronous_commit = off")
                 cur.executemany(
                     "INSERT INTO overt_vault_journal (vault_id, region, time, op, object, event) "
                     "VALUES (%s, %s, %s, %s, %s, %s)",
@@ -151,6 +155,31 @@ class PostgresMeta:
                 )
         except psycopg.Error as exc:
             raise StoreError(f"vault database: {exc}") from exc
+
+    def live_countries(self) -> dict[str, int]:
+        rows = self._rows(
+            f"SELECT country, COUNT(*) FROM overt_vault_object WHERE {self._WHERE} "
+            "AND erased IS NULL GROUP BY country"
+        )
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    def live_of(self, countries: Sequence[str]) -> list[StoredObject]:
+        if not countries:
+            return []
+        rows = self._rows(
+            f"SELECT {_COLUMNS} FROM overt_vault_object WHERE {self._WHERE} "
+            "AND erased IS NULL AND country = ANY(%s)",
+            (list(countries),),
+        )
+        return [StoredObject(*r) for r in rows]
+
+    def journalled(self, op: str, event: int) -> int:
+        rows = self._rows(
+            f"SELECT COUNT(*) FROM overt_vault_journal WHERE {self._WHERE} "
+            "AND event = %s AND op = %s",
+            (event, op),
+        )
+        return int(rows[0][0])
 
     def shred(self, ids: Sequence[str], now: int, event: int) -> None:
         vault_id, region = self._key

@@ -115,8 +115,6 @@ class PolicyHistory:
         if record.exists():
             try:
                 doc = json.loads(record.read_text(encoding="utf-8"))
-                if doc["sha256"] != version.sha256:
-                    raise MalformedError(f"{record}: digest differs from {path}")
                 version.statement = base64.b64decode(doc["statement"])
                 version.logged = {str(k): int(v) for k, v in doc["logged"].items()}
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -165,6 +163,9 @@ class PolicyHistory:
 
     def save(self, version: PolicyVersion) -> None:
         assert version.statement is not None
+        text_file = self.dir / f"{version.version}.toml"
+        if not text_file.exists():  # version 1 of a vault made before policy versions
+            atomic_write(text_file, version.text.encode("utf-8"))
         doc = {
             "version": version.version,
             "sha256": version.sha256,
@@ -255,6 +256,15 @@ def set_policy(vault: Vault, text: str) -> PolicyChange:
 
     new = ResidencyPolicy.parse(text, "new residency policy")
     history = PolicyHistory(vault.root)
+    # Every region's log must take the statement: find out before anything changes.
+    for region in vault.policy.regions:
+        try:
+            vault.log(region)
+        except OvertError as exc:
+            raise PolicyError(
+                f"the access log of region {region} is unavailable ({exc}); the policy is "
+                "unchanged (with the SQLite driver, stop 'overt vault serve' first)"
+            ) from exc
     _recover(vault, history)
     run = unfinished_run(vault.root)
     if run is not None:
@@ -287,13 +297,11 @@ def set_policy(vault: Vault, text: str) -> PolicyChange:
         )
     stranded: dict[str, int] = {}
     for region in old.regions:
-        for obj in vault.store(region).objects():
-            if obj.erased:
-                continue
+        for country, count in vault.store(region).live_countries().items():
             with contextlib.suppress(ResidencyError):
-                new.region_for(obj.country)
+                new.region_for(country)
                 continue
-            stranded[obj.country] = stranded.get(obj.country, 0) + 1
+            stranded[country] = stranded.get(country, 0) + count
     if stranded:
         listed = ", ".join(f"{n} of customers in {c}" for c, n in sorted(stranded.items()))
         raise PolicyError(

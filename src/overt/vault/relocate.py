@@ -44,6 +44,7 @@ import sqlite3
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -91,9 +92,14 @@ CREATE TABLE IF NOT EXISTS batches (
 );
 """
 
-# planned -> logged (both relocate events durable) -> verified (copied, checked)
-# -> shredding (shred event durable) -> done (old copies' keys destroyed)
-STATES = ("planned", "logged", "verified", "shredding", "done")
+# planned: the batch and its two relocate events are saved; then both events are
+#   logged (appending a saved entry again keeps its index), the batch copied and
+#   every copy checked;
+# verified: with the event indexes and the signed shred event saved; then the shred
+#   event is logged and the old copies shredded;
+# done: saved with the next batch (or the end of the run): a batch found
+#   "verified" after a crash is finished again, which changes nothing twice.
+STATES = ("planned", "verified", "done")
 
 
 class RelocationError(OvertError):
@@ -183,17 +189,18 @@ def plan(vault: Vault, policy: ResidencyPolicy | None = None, version: int | Non
     result = Plan(version if version is not None else vault.policy_version)
     groups: dict[tuple[str, str, str, str, str], list[tuple[int, str, int]]] = defaultdict(list)
     for region in vault.policy.regions:
-        for obj in vault.store(region).objects():
-            if obj.erased:
-                continue
+        store = vault.store(region)
+        misplaced = []
+        for country, count in store.live_countries().items():
             try:
-                home = target.region_for(obj.country)
+                if target.region_for(country) != region:
+                    misplaced.append(country)
             except ResidencyError:
-                result.stranded[obj.country] = result.stranded.get(obj.country, 0) + 1
-                continue
-            if home != region:
-                key = (region, home, obj.country, obj.customer, obj.category)
-                groups[key].append((obj.created, obj.id, obj.size))
+                result.stranded[country] = result.stranded.get(country, 0) + count
+        for obj in store.live_of(misplaced):
+            home = target.region_for(obj.country)
+            key = (region, home, obj.country, obj.customer, obj.category)
+            groups[key].append((obj.created, obj.id, obj.size))
     for (src, dst, country, customer, category), objs in sorted(groups.items()):
         objs.sort()
         if dst in vault.policy.regions:
@@ -266,9 +273,6 @@ class RelocationJournal:
         )
         return run
 
-    def finish_run(self, run: str) -> None:
-        self._db.execute("UPDATE runs SET finished = ? WHERE id = ?", (int(time.time()), run))
-
     def runs(self) -> list[tuple[str, int, int, int | None]]:
         return [
             (str(r[0]), int(r[1]), int(r[2]), r[3])
@@ -309,7 +313,38 @@ class RelocationJournal:
             for r in rows
         ]
 
-    def add(self, batch: Batch) -> None:
+    def add(self, batch: Batch, done: Batch | None = None) -> None:
+        """Save a new batch, and mark an earlier one done, in one transaction."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            if done is not None:
+                self._mark_done(done)
+            self._insert(batch)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def finish_run(self, run: str, done: Batch | None = None) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            if done is not None:
+                self._mark_done(done)
+            self._db.execute("UPDATE runs SET finished = ? WHERE id = ?", (int(time.time()), run))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def _mark_done(self, batch: Batch) -> None:
+        batch.state = "done"
+        self._db.execute(
+            "UPDATE batches SET state = 'done', shred_index = ?, updated = ? "
+            "WHERE run = ? AND seq = ?",
+            (batch.shred_index, int(time.time()), batch.run, batch.seq),
+        )
+
+    def _insert(self, batch: Batch) -> None:
         self._db.execute(
             f"INSERT INTO batches ({_BATCH_COLUMNS}, updated) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -334,6 +369,11 @@ class RelocationJournal:
                 int(time.time()),
             ),
         )
+
+    def save_done(self, batch: Batch) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+        self._mark_done(batch)
+        self._db.execute("COMMIT")
 
     def save(self, batch: Batch) -> None:
         self._db.execute(
@@ -423,6 +463,7 @@ class Relocator:
         self.vault = vault
         self.batch_size = batch_size
         self.progress = progress
+        self._last: Batch | None = None  # shredded, not yet saved as done
 
     def run(self) -> RelocationResult:
         """Move everything the policy in force requires, resuming an interrupted run."""
@@ -433,8 +474,17 @@ class Relocator:
                 "a residency policy change is under way; finish it ('overt vault policy set') "
                 "before relocating"
             )
+        for region in vault.policy.regions:  # every log must take events: fail early
+            try:
+                vault.log(region)
+            except OvertError as exc:
+                raise RelocationError(
+                    f"the access log of region {region} is unavailable ({exc}); nothing "
+                    "was moved (with the SQLite driver, stop 'overt vault serve' first)"
+                ) from exc
         journal = RelocationJournal(vault.root)
         started = time.perf_counter()
+        self._last = None
         try:
             unfinished = journal.unfinished_run()
             todo: Plan | None = None
@@ -448,7 +498,8 @@ class Relocator:
             leftover = journal.batches(run, unfinished=True)
             total = sum(len(b.ids) for b in leftover)
             for batch in leftover:
-                self._finish(journal, batch)
+                self._finish(journal, batch, resumed=True)
+                journal.save_done(batch)
                 result.resumed_batches += 1
                 self._count(result, batch, started, total, resumed=True)
             while True:
@@ -467,7 +518,7 @@ class Relocator:
                 if result.moved + result.skipped == before:
                     raise RelocationError("relocation made no progress; stopping")
                 todo = None
-            journal.finish_run(run)
+            journal.finish_run(run, self._last)
             result.seconds = time.perf_counter() - started
             return result
         finally:
@@ -541,40 +592,32 @@ class Relocator:
         )
         batch.out_entry = self.vault.sign_event(self._event(batch, move.src, "relocate"))
         batch.in_entry = self.vault.sign_event(self._event(batch, move.dst, "relocate"))
-        journal.add(batch)
+        journal.add(batch, done=self._last)
+        self._last = batch
         return batch
 
-    def _finish(self, journal: RelocationJournal, batch: Batch) -> None:
+    def _finish(self, journal: RelocationJournal, batch: Batch, resumed: bool = False) -> None:
         vault = self.vault
         if batch.state == "planned":
-            # Logged before anything is touched, in both regions.
-            batch.out_index = vault.append_signed(batch.src, batch.out_entry)
-            batch.in_index = vault.append_signed(batch.dst, batch.in_entry)
-            batch.state = "logged"
-            journal.save(batch)
-        if batch.state == "logged":
+            # Logged in both regions (at once) before anything is touched.
+            vault.log(batch.src)
+            vault.log(batch.dst)  # opened here: the two appends run in two threads
+            with ThreadPoolExecutor(1, thread_name_prefix="overt-relocate") as pool:
+                out = pool.submit(vault.append_signed, batch.src, batch.out_entry)
+                batch.in_index = vault.append_signed(batch.dst, batch.in_entry)
+                batch.out_index = out.result()
             self._copy(batch)
+            event = self._event(
+                batch, batch.src, "shred", out_event=batch.out_index, in_event=batch.in_index
+            )
+            batch.shred_entry = vault.sign_event(event)
             batch.state = "verified"
             journal.save(batch)
         if batch.state == "verified":
-            if batch.shred_entry is None:
-                event = self._event(
-                    batch,
-                    batch.src,
-                    "shred",
-                    out_event=batch.out_index,
-                    in_event=batch.in_index,
-                )
-                batch.shred_entry = vault.sign_event(event)
-                journal.save(batch)
+            assert batch.shred_entry is not None
             batch.shred_index = vault.append_signed(batch.src, batch.shred_entry)
-            batch.state = "shredding"
-            journal.save(batch)
-        if batch.state == "shredding":
-            assert batch.shred_index is not None
-            vault.store(batch.src).shred(batch.ids, batch.shred_index)
-            batch.state = "done"
-            journal.save(batch)
+            vault.store(batch.src).shred(batch.ids, batch.shred_index, maybe_done=resumed)
+            batch.state = "shredded"  # saved as done with the next batch
 
     def _copy(self, batch: Batch) -> None:
         """Copy the batch into its destination (what is not there yet) and check every copy."""
@@ -603,12 +646,15 @@ class Relocator:
                 to_copy.append(object_id)
             else:
                 skipped.append(object_id)  # erased (by a logged erasure) meanwhile
-        # The reads in the source are journalled before anything is decrypted.
+        # The reads in the source are journalled before anything is decrypted (as
+        # `RegionStore.record`: their events are durable; the rows become durable
+        # with the shredding's commit).
         if to_copy or to_check:
-            src.journal_many("relocate", to_copy + to_check, batch.out_index)
+            src.journal_many("relocate", to_copy + to_check, batch.out_index, synced=False)
         if skipped:
-            src.journal_many("relocate-skip", skipped, batch.out_index)
+            src.journal_many("relocate-skip", skipped, batch.out_index, synced=False)
             dst.journal_many("relocate-skip", skipped, batch.in_index)
+            dst.drop_keys(skipped)  # a copy a crash interrupted may have left its key
         originals = src.decrypt_many({i: held[i] for i in to_copy + to_check})
         if to_copy:
             dst.put_copies([(held[i][0], originals[i]) for i in to_copy], batch.in_index)

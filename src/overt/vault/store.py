@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from overt.durable import atomic_write, open_database
+from overt.durable import atomic_write, open_database, write_file
 from overt.errors import OvertError
 from overt.vault.envelope import (
     DecryptionError,
@@ -121,8 +121,23 @@ class MetaStore(Protocol):
         """The records and sealed contents of those of `ids` the region holds."""
         ...
 
-    def journal_many(self, op: str, ids: Sequence[str], event: int, now: int) -> None:
-        """Journal one operation on each of `ids`, in one durable transaction."""
+    def journal_many(
+        self, op: str, ids: Sequence[str], event: int, now: int, synced: bool = True
+    ) -> None:
+        """Journal one operation on each of `ids`, in one transaction (durable if `synced`;
+        otherwise as `record`: made durable by the next synced commit)."""
+        ...
+
+    def journalled(self, op: str, event: int) -> int:
+        """How many journal rows record `op` under `event`."""
+        ...
+
+    def live_countries(self) -> dict[str, int]:
+        """Country -> number of objects not erased."""
+        ...
+
+    def live_of(self, countries: Sequence[str]) -> list[StoredObject]:
+        """The objects not erased of customers in `countries`."""
         ...
 
     def shred(self, ids: Sequence[str], now: int, event: int) -> None:
@@ -203,13 +218,45 @@ class SQLiteMeta:
                 )
         return found
 
-    def journal_many(self, op: str, ids: Sequence[str], event: int, now: int) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-        self._db.executemany(
-            "INSERT INTO journal (time, op, object, event) VALUES (?, ?, ?, ?)",
-            [(now, op, i, event) for i in ids],
-        )
-        self._db.execute("COMMIT")
+    def journal_many(
+        self, op: str, ids: Sequence[str], event: int, now: int, synced: bool = True
+    ) -> None:
+        if not synced:
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany(
+                "INSERT INTO journal (time, op, object, event) VALUES (?, ?, ?, ?)",
+                [(now, op, i, event) for i in ids],
+            )
+            self._db.execute("COMMIT")
+        finally:
+            if not synced:
+                self._db.execute("PRAGMA synchronous=FULL")
+
+    def live_countries(self) -> dict[str, int]:
+        return {
+            str(r[0]): int(r[1])
+            for r in self._db.execute(
+                "SELECT country, COUNT(*) FROM objects WHERE erased IS NULL GROUP BY country"
+            )
+        }
+
+    def live_of(self, countries: Sequence[str]) -> list[StoredObject]:
+        if not countries:
+            return []
+        marks = ",".join("?" * len(countries))
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM objects WHERE erased IS NULL AND country IN ({marks})",
+            list(countries),
+        ).fetchall()
+        return [StoredObject(*r) for r in rows]
+
+    def journalled(self, op: str, event: int) -> int:
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM journal WHERE event = ? AND op = ?", (event, op)
+        ).fetchone()
+        return int(row[0])
 
     def shred(self, ids: Sequence[str], now: int, event: int) -> None:
         self._db.execute("BEGIN IMMEDIATE")
@@ -493,7 +540,9 @@ class RegionStore:
         rows: list[ObjectRow] = []
         key_rows = []
         now = int(time.time())
-        atomic_write(self._marker, str(event).encode())
+        # No put-in-progress marker: a crash between the keys and the records
+        # leaves keys the relocation's resumption overwrites (INSERT OR REPLACE)
+        # or drops (`drop_keys`), from its own journal.
         for obj, content in copies:
             data_key = new_key()
             aad = object_aad(obj.id, self.region, obj.customer, obj.category)
@@ -519,21 +568,47 @@ class RegionStore:
             )
             self._keys.execute("COMMIT")
             self._meta.add_objects(rows, now, event, op="relocate")
-        self._marker.unlink(missing_ok=True)
 
-    def journal_many(self, op: str, ids: Sequence[str], event: int) -> None:
+    def drop_keys(self, ids: Sequence[str]) -> None:
+        """Delete the data keys of those of `ids` that have no record here (left by a
+        copy a crash interrupted)."""
+        known = self.fetch(ids)
+        stale = [(i,) for i in ids if i not in known]
+        if stale:
+            with self._lock:
+                self._keys.execute("BEGIN IMMEDIATE")
+                self._keys.executemany("DELETE FROM keys WHERE id = ?", stale)
+                self._keys.execute("COMMIT")
+
+    def journal_many(self, op: str, ids: Sequence[str], event: int, synced: bool = True) -> None:
         """Journal `op` on each of `ids` under durable access event `event`."""
         with self._lock:
-            self._meta.journal_many(op, ids, event, int(time.time()))
+            self._meta.journal_many(op, ids, event, int(time.time()), synced)
 
-    def shred(self, ids: Sequence[str], event: int) -> None:
+    def journalled(self, op: str, event: int) -> int:
+        with self._lock:
+            return self._meta.journalled(op, event)
+
+    def live_countries(self) -> dict[str, int]:
+        with self._lock:
+            return self._meta.live_countries()
+
+    def live_of(self, countries: Sequence[str]) -> list[StoredObject]:
+        with self._lock:
+            return self._meta.live_of(countries)
+
+    def shred(self, ids: Sequence[str], event: int, maybe_done: bool = False) -> None:
         """Crypto-shred relocated copies: records first (erased, no ciphertext,
         journalled under durable shred event `event`), then the data keys, deleted
         from the keyring (secure_delete, rollback journal). A crash between the two
-        leaves a marker that the next open finishes (`_finish_shredding`)."""
-        atomic_write(self._shred_marker, str(event).encode())
+        leaves a marker that the next open finishes (`_finish_shredding`).
+        `maybe_done`: the records may have been shredded before a crash; then they
+        are not journalled twice."""
+        # Not synced: after a power cut the relocation journal resumes the shredding.
+        write_file(self._shred_marker, str(event).encode())
         with self._lock:
-            self._meta.shred(ids, int(time.time()), event)
+            if not maybe_done or self._meta.journalled("shred", event) < len(ids):
+                self._meta.shred(ids, int(time.time()), event)
             self._keys.execute("BEGIN IMMEDIATE")
             self._keys.executemany("DELETE FROM keys WHERE id = ?", [(i,) for i in ids])
             self._keys.execute("COMMIT")

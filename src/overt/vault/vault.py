@@ -445,6 +445,8 @@ class Vault:
     def locate(self, object_id: str) -> tuple[str, StoredObject]:
         """Where an object lives: its readable copy (a region it was relocated out of
         keeps a shredded record), else the erased record."""
+        if "\x00" in object_id:  # no id has one, and PostgreSQL text cannot hold it
+            raise AccessRefused(f"no object {object_id!r} in this vault")
         known = self._regions_of.get(object_id)
         if known is not None:
             obj = self.store(known).object(object_id)
