@@ -15,6 +15,7 @@ from overt.cli import (
     note,
     policy,
     rebuild,
+    review,
     rules,
     tlog,
     updates,
@@ -39,6 +40,7 @@ app.add_typer(monitor.app, name="monitor")
 app.add_typer(conveyor.app, name="conveyor")
 app.add_typer(rebuild.app, name="rebuild")
 app.add_typer(rules.app, name="rules")
+app.add_typer(review.app, name="review")
 app.add_typer(policy.app, name="policy")
 app.add_typer(updates.app, name="updates")
 app.command("verify")(policy.verify)
