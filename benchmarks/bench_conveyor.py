@@ -51,6 +51,7 @@ from common import (
     OtherLoad,
     children_cpu_s,
     console,
+    finish,
     fs_type,
     nearest_rank,
     print_table,
@@ -552,10 +553,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"byte-identical to them: {sum(raw_same)}/{len(raw_same)}; release log {log_size} "
         f"entries, indexes {'OK' if log_ok else 'WRONG'}"
     )
-    console.print(f"results written to {path} ({time.perf_counter() - started:.0f} s)")
-    if not ok:
-        console.print("[bold white on red] CORRECTNESS CHECK FAILED: see the JSON. [/]")
-    return 0 if ok else 1
+    return finish(path, ok, started)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,6 @@ import os
 import random
 import resource
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -46,11 +45,14 @@ from pathlib import Path
 from typing import Any
 
 from common import (
+    HOST,
     RESULT_MARK,
     WRK_LUA_REPORT,
+    ChildServer,
     OtherLoad,
     children_cpu_s,
     console,
+    finish,
     fmt_rate,
     fmt_ratio,
     fmt_us,
@@ -576,63 +578,15 @@ def bench_proofs(cfg: Config, directory: Path) -> dict[str, Any]:
 # --- HTTP phases -------------------------------------------------------------------
 
 
-class Server:
+class Server(ChildServer):
     """`overt log serve DIR` in a subprocess, stopped with SIGINT (a clean shutdown)."""
 
+    poll_interval = 0.1
+
     def __init__(self, directory: Path, logfile: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._log = open(logfile, "wb")  # noqa: SIM115 - closed in stop()
-        self.logfile = logfile
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "overt.cli",
-                "log",
-                "serve",
-                str(directory),
-                "--listen",
-                f"127.0.0.1:{self.port}",
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        import httpx
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited ({self.proc.returncode}): {self.output()}")
-            try:
-                if httpx.get(f"{self.url}/status", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"server not ready after {timeout:g} s: {self.output()}")
-
-    def status(self) -> dict[str, Any]:
-        import httpx
-
-        doc: dict[str, Any] = httpx.get(f"{self.url}/status", timeout=10).json()
-        return doc
-
-    def output(self) -> str:
-        return self.logfile.read_text(errors="replace")[-3000:]
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        return self.proc.returncode
+        port = free_port()
+        cmd = [sys.executable, "-m", "overt.cli", "log", "serve", str(directory)]
+        super().__init__([*cmd, "--listen", f"{HOST}:{port}"], logfile, port)
 
 
 def drive(
@@ -782,6 +736,47 @@ def _check_http_proof(url: str, directory: Path, size: int) -> bool:
     return True
 
 
+def settled_status(server: Server, config: LogConfig, slack_s: float) -> dict[str, Any]:
+    """GET /status until the checkpoint covers every sequenced add (or a deadline passes)."""
+    deadline = time.monotonic() + config.integration_period_ms / 1000 * 4 + slack_s
+    st = server.status()
+    while st["size"] < st["sequenced"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+        st = server.status()
+    return st
+
+
+def after_shutdown_checks(
+    directory: Path, status_after: dict[str, Any], acked: int
+) -> dict[str, Any]:
+    """With the servers stopped: the checkpoint covers every acknowledged and sequenced add,
+    and `overt log verify` passes."""
+    with Log(directory) as log:
+        final_size, final_seq = log.checkpoint.size, log.sequenced_size()
+    t0 = time.perf_counter()
+    verify = subprocess.run(
+        [sys.executable, "-m", "overt.cli", "log", "verify", str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    checks = {
+        "after_shutdown": {"checkpoint_size": final_size, "sequenced": final_seq},
+        "checkpoint_covers_acknowledged": status_after["size"] >= acked and final_size >= acked,
+        "checkpoint_covers_sequenced": final_size == final_seq,
+        "verify_rc": verify.returncode,
+        "verify_output": (verify.stdout + verify.stderr).strip()[-500:],
+        "verify_seconds": time.perf_counter() - t0,
+    }
+    checks["ok"] = (
+        checks["checkpoint_covers_acknowledged"]
+        and checks["checkpoint_covers_sequenced"]
+        and verify.returncode == 0
+    )
+    return checks
+
+
 def bench_http_adds(cfg: Config, work: Path) -> dict[str, Any]:
     directory = work / "adds"
     config = LogConfig(origin=ORIGIN)
@@ -795,26 +790,12 @@ def bench_http_adds(cfg: Config, work: Path) -> dict[str, Any]:
             cfg, "add", server, cfg.add_seconds, cfg.add_connections, work, token_file=paths.token
         )
         # Every acknowledged add must be sequenced, and the next checkpoint must cover it.
-        deadline = time.monotonic() + config.integration_period_ms / 1000 * 4 + 5
-        st = server.status()
-        while st["size"] < st["sequenced"] and time.monotonic() < deadline:
-            time.sleep(0.1)
-            st = server.status()
-        checks["status_after"] = st
+        checks["status_after"] = settled_status(server, config, slack_s=5)
     finally:
         exit_code = server.stop()
-    with Log(directory) as log:
-        final_size, final_seq = log.checkpoint.size, log.sequenced_size()
-    t0 = time.perf_counter()
-    verify = subprocess.run(
-        [sys.executable, "-m", "overt.cli", "log", "verify", str(directory)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
     acked = r["ok_responses"]
     st = checks["status_after"]
+    after = after_shutdown_checks(directory, st, acked)
     checks.update(
         {
             "server_exit": exit_code,
@@ -823,18 +804,8 @@ def bench_http_adds(cfg: Config, work: Path) -> dict[str, Any]:
             "checkpoint_size_at_end": st["size"],
             "in_flight_when_load_stopped": st["sequenced"] - acked,
             "refused_by_pool": st["refused"],
-            "after_shutdown": {"checkpoint_size": final_size, "sequenced": final_seq},
-            "checkpoint_covers_acknowledged": st["size"] >= acked and final_size >= acked,
-            "checkpoint_covers_sequenced": final_size == final_seq,
-            "verify_rc": verify.returncode,
-            "verify_output": (verify.stdout + verify.stderr).strip()[-500:],
-            "verify_seconds": time.perf_counter() - t0,
+            **after,
         }
-    )
-    checks["ok"] = (
-        checks["checkpoint_covers_acknowledged"]
-        and checks["checkpoint_covers_sequenced"]
-        and verify.returncode == 0
     )
     r["integration_period_ms"] = config.integration_period_ms
     r["p99_target_ms"] = config.integration_period_ms + ADD_P99_SLACK_MS
@@ -1102,10 +1073,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         quick=cfg.quick,
     )
-    console.print(f"results written to {path}")
-    if not ok:
-        console.print("[bold white on red] CORRECTNESS CHECK FAILED: see the JSON. [/]")
-    return 0 if ok else 1
+    return finish(path, ok)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ from typing import Any
 import plyara  # type: ignore[import-untyped]
 import yara_x
 
-from common import OtherLoad, console, print_table, verdict, write_results
+from common import OtherLoad, console, finish, print_table, verdict, write_results
 from overt.rules.compile import EXTERNALS, compile_files
 from overt.rules.diff import diff_rules
 from overt.rules.lints import audit_paths, lint_paths
@@ -372,10 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"diff reported exactly the injected changes: {diff_ok}; compile errors: {len(errors)}; "
         f"rules with a high finding: {len(high)}"
     )
-    console.print(f"results written to {path} ({time.perf_counter() - started:.0f} s)")
-    if not ok:
-        console.print("[bold white on red] CORRECTNESS CHECK FAILED: see the JSON. [/]")
-    return 0 if ok else 1
+    return finish(path, ok, started)
 
 
 if __name__ == "__main__":

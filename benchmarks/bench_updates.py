@@ -54,9 +54,7 @@ import hashlib
 import json
 import random
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -73,15 +71,16 @@ from tuf.ngclient import Updater, UpdaterConfig
 import overt.updates.client as update_client
 from common import (
     HOST,
+    ChildServer,
     OtherLoad,
     console,
+    finish,
     fmt_ratio,
     fmt_us,
     free_port,
     fs_type,
     nearest_rank,
     print_table,
-    proc_cpu_s,
     self_cpu_s,
     summarize_ns,
     verdict,
@@ -767,49 +766,16 @@ def part_verify(cfg: Config, world: World) -> tuple[dict[str, Any], bool]:
 # --- part 2: overt update against plain ngclient ----------------------------------------
 
 
-class StaticServer:
+class StaticServer(ChildServer):
     """The TUF repository at /updates/ and the log's tiles at /log/, from a child process."""
 
+    ready_path = "/updates/metadata/1.root.json"
+
     def __init__(self, repo: Path, tiles: Path, logfile: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://{HOST}:{self.port}"
-        self.logfile = logfile
-        self._log = open(logfile, "wb")  # noqa: SIM115 - closed in stop()
-        cmd = [sys.executable, str(THIS_FILE), "--child", "serve", "--port", str(self.port)]
+        port = free_port()
+        cmd = [sys.executable, str(THIS_FILE), "--child", "serve", "--port", str(port)]
         cmd += ["--repo", str(repo), "--tiles", str(tiles)]
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        import httpx
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited ({self.proc.returncode}): {self.output()}")
-            try:
-                resp = httpx.get(f"{self.url}/updates/metadata/1.root.json", timeout=2)
-                if resp.status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"server not ready after {timeout:g} s: {self.output()}")
-
-    def cpu_s(self) -> float:
-        return proc_cpu_s(self.proc.pid)
-
-    def output(self) -> str:
-        return self.logfile.read_text(errors="replace")[-3000:]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
+        super().__init__(cmd, logfile, port)
 
 
 def child_serve(port: int, repo: Path, tiles: Path) -> int:
@@ -1271,10 +1237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if cfg.quick:
         console.print("[yellow]--quick: small sizes, figures are a smoke test only.[/]")
-    console.print(f"results written to {path} ({time.perf_counter() - started:.0f} s)")
-    if not ok:
-        console.print("[bold white on red] CORRECTNESS CHECK FAILED: see the JSON. [/]")
-    return 0 if ok else 1
+    return finish(path, ok, started)
 
 
 if __name__ == "__main__":

@@ -59,7 +59,6 @@ import pstats
 import random
 import secrets
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -77,16 +76,17 @@ from common import (
     HOST,
     RESULT_MARK,
     WRK_LUA_REPORT,
+    ChildServer,
     OtherLoad,
     children_cpu_s,
     console,
+    finish,
     fmt_rate,
     fmt_ratio,
     free_port,
     fs_type,
     pad,
     print_table,
-    proc_cpu_s,
     result_line,
     run_child,
     summarize_ns,
@@ -746,68 +746,19 @@ def bench_encrypt_floor(cfg: Config, batch: int) -> dict[str, Any]:
 # --- phase 2: HTTP ingestion -------------------------------------------------------------
 
 
-class Server:
+class Server(ChildServer):
     """`overt vault serve DIR` in a subprocess, stopped with SIGINT (a clean shutdown)."""
 
+    stop_timeout = 120.0
+
     def __init__(self, directory: Path, logfile: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://{HOST}:{self.port}"
-        self.logfile = logfile
-        self._log = open(logfile, "wb")  # noqa: SIM115 - closed in stop()
-        self.start_seconds = self.stop_seconds = 0.0
-        self.proc = subprocess.Popen(
-            [*OVERT, "vault", "serve", str(directory), "--listen", f"{HOST}:{self.port}"],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        import httpx
-
-        t0 = time.monotonic()
-        deadline = t0 + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited ({self.proc.returncode}): {self.output()}")
-            try:
-                if httpx.get(f"{self.url}/status", timeout=2).status_code == 200:
-                    self.start_seconds = time.monotonic() - t0
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"server not ready after {timeout:g} s: {self.output()}")
+        port = free_port()
+        cmd = [*OVERT, "vault", "serve", str(directory), "--listen", f"{HOST}:{port}"]
+        super().__init__(cmd, logfile, port)
 
     def log_sizes(self) -> dict[str, int]:
         """Events sequenced per region (GET /status)."""
-        import httpx
-
-        doc = httpx.get(f"{self.url}/status", timeout=10).json()
-        return {r: int(v["access_log_size"]) for r, v in doc["regions"].items()}
-
-    def cpu_s(self) -> float:
-        return proc_cpu_s(self.proc.pid)
-
-    def output(self) -> str:
-        return self.logfile.read_text(errors="replace")[-3000:]
-
-    def stop(self) -> int:
-        t0 = time.perf_counter()
-        try:
-            return self._stop()
-        finally:
-            self.stop_seconds = time.perf_counter() - t0
-
-    def _stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        return self.proc.returncode
+        return {r: int(v["access_log_size"]) for r, v in self.status()["regions"].items()}
 
 
 def child_ingest_client(
@@ -1913,10 +1864,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         quick=cfg.quick,
     )
-    console.print(f"results written to {path} ({time.perf_counter() - started:.0f} s)")
-    if not ok:
-        console.print("[bold white on red] CORRECTNESS CHECK FAILED: see the JSON. [/]")
-    return 0 if ok else 1
+    return finish(path, ok, started)
 
 
 if __name__ == "__main__":

@@ -46,10 +46,8 @@ import os
 import pstats
 import random
 import shutil
-import signal
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -65,15 +63,16 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from common import (
     HOST,
+    ChildServer,
     OtherLoad,
     console,
+    finish,
     fmt_rate,
     fmt_ratio,
     free_port,
     fs_type,
     pad,
     print_table,
-    proc_cpu_s,
     self_cpu_s,
     summarize_ns,
     verdict,
@@ -333,15 +332,8 @@ def run_parallel(
 # --- servers -------------------------------------------------------------------
 
 
-class Server:
+class Server(ChildServer):
     """A server subprocess on a free port, stopped with SIGINT (a clean shutdown)."""
-
-    def __init__(self, args: Sequence[str], logfile: Path, port: int) -> None:
-        self.port = port
-        self.url = f"http://{HOST}:{port}"
-        self.logfile = logfile
-        self._log = open(logfile, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(list(args), stdout=self._log, stderr=subprocess.STDOUT)
 
     @classmethod
     def witness(cls, directory: Path, logfile: Path) -> Server:
@@ -361,44 +353,6 @@ class Server:
         cmd = [sys.executable, str(THIS_FILE), "--child", "profiled-witness"]
         cmd += ["--port", str(port), "--dir", str(directory), "--out", str(out)]
         return cls(cmd, logfile, port)
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        import httpx
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited ({self.proc.returncode}): {self.output()}")
-            try:
-                if httpx.get(f"{self.url}/status", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"server not ready after {timeout:g} s: {self.output()}")
-
-    def status(self) -> dict[str, Any]:
-        import httpx
-
-        doc: dict[str, Any] = httpx.get(f"{self.url}/status", timeout=10).json()
-        return doc
-
-    def cpu_s(self) -> float:
-        return proc_cpu_s(self.proc.pid)
-
-    def output(self) -> str:
-        return self.logfile.read_text(errors="replace")[-3000:]
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        return self.proc.returncode
 
 
 # A cosignature-sized answer for the floor server: one note signature line.
@@ -1402,10 +1356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         quick=cfg.quick,
     )
-    console.print(f"results written to {path} ({time.perf_counter() - started:.0f} s)")
-    if not ok:
-        console.print("[bold white on red] CORRECTNESS CHECK FAILED: see the JSON. [/]")
-    return 0 if ok else 1
+    return finish(path, ok, started)
 
 
 if __name__ == "__main__":

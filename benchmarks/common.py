@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import resource
+import signal
 import socket
 import statistics
 import subprocess
@@ -265,6 +266,83 @@ def result_line(stdout: str, what: str) -> dict[str, Any]:
             result: dict[str, Any] = json.loads(line.removeprefix(RESULT_MARK))
             return result
     raise RuntimeError(f"{what} printed no result:\n{stdout[-3000:]}")
+
+
+class ChildServer:
+    """A server in a child process on `port`, its output in `logfile`, stopped with SIGINT.
+
+    SIGINT asks for a clean shutdown; a server still running `stop_timeout`
+    seconds later is killed. Subclasses set how it is started and checked.
+    """
+
+    ready_path = "/status"  # GET this until it answers 200
+    poll_interval = 0.05  # seconds between readiness checks
+    stop_timeout = 60.0  # seconds to wait for a clean shutdown before killing
+
+    def __init__(self, cmd: Sequence[str], logfile: Path, port: int) -> None:
+        self.port = port
+        self.url = f"http://{HOST}:{port}"
+        self.logfile = logfile
+        self._log = open(logfile, "wb")  # noqa: SIM115 - closed in stop()
+        self.start_seconds = self.stop_seconds = 0.0
+        self.proc = subprocess.Popen(list(cmd), stdout=self._log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Wait until GET ready_path answers 200; start_seconds is how long that took."""
+        import httpx
+
+        t0 = time.monotonic()
+        deadline = t0 + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited ({self.proc.returncode}): {self.output()}")
+            try:
+                if httpx.get(f"{self.url}{self.ready_path}", timeout=2).status_code == 200:
+                    self.start_seconds = time.monotonic() - t0
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(self.poll_interval)
+        raise RuntimeError(f"server not ready after {timeout:g} s: {self.output()}")
+
+    def status(self) -> dict[str, Any]:
+        """The server's GET /status document."""
+        import httpx
+
+        doc: dict[str, Any] = httpx.get(f"{self.url}/status", timeout=10).json()
+        return doc
+
+    def cpu_s(self) -> float:
+        return proc_cpu_s(self.proc.pid)
+
+    def output(self) -> str:
+        """The tail of the server's output, for error messages."""
+        return self.logfile.read_text(errors="replace")[-3000:]
+
+    def stop(self) -> int:
+        """Stop the server (SIGINT, then kill); its exit status. stop_seconds is how long."""
+        t0 = time.perf_counter()
+        try:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGINT)
+                try:
+                    self.proc.wait(timeout=self.stop_timeout)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+            self._log.close()
+            return self.proc.returncode
+        finally:
+            self.stop_seconds = time.perf_counter() - t0
+
+
+def finish(path: Path, ok: bool, started: float | None = None) -> int:
+    """Say where the results were written (and, given `started`, the wall time); exit status."""
+    took = "" if started is None else f" ({time.perf_counter() - started:.0f} s)"
+    console.print(f"results written to {path}{took}")
+    if not ok:
+        console.print("[bold white on red] CORRECTNESS CHECK FAILED: see the JSON. [/]")
+    return 0 if ok else 1
 
 
 def pad(rows: Sequence[Sequence[str]], width: int = 6) -> list[list[str]]:

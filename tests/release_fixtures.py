@@ -11,11 +11,12 @@ once per worker (`example_world`).
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any
 import pytest
 
 from overt.conveyor.conveyor import Conveyor, Release, init_conveyor
+from overt.errors import MalformedError
 from overt.log.config import LogConfig
 from overt.log.log import Log, init_log
 from overt.log.submit import add_entries
@@ -288,3 +290,25 @@ def replaced(doc: Any, path: JsonPath, value: object) -> Any:
         where = where[part]
     where[path[-1]] = value
     return new
+
+
+def odd_value_refusals(doc: Any, parse: Callable[[Any], object]) -> int:
+    """Parse `doc` with each value inside it replaced by each of ODD_VALUES in turn;
+    how many `parse` refused with MalformedError. Any other exception (a crash) escapes."""
+    refused = 0
+    for path in json_paths(doc):
+        for value in ODD_VALUES:
+            try:
+                parse(replaced(doc, path, value))
+            except MalformedError:
+                refused += 1
+    return refused
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def read_env(path: Path) -> dict[str, str]:
+    """The NAME=value lines of an `env` dump."""
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ import httpx
 import pytest
 
 import drivers
+from log_server import free_port, start_log_server
 from overt.crypto.keys import ed25519_verifier
 from overt.log.config import LogConfig
 from overt.log.log import init_log
@@ -34,35 +34,6 @@ CLIENTS = 6
 
 # Each test runs on both storage drivers (tests/drivers.py).
 pytestmark = pytest.mark.usefixtures("database")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _start(log_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [*OVERT, "log", "serve", str(log_dir), "--listen", f"127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/checkpoint", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None:
-            raise AssertionError(
-                f"server exited: {proc.stderr.read().decode() if proc.stderr else ''}"
-            )
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError("server did not start")
-        time.sleep(0.05)
 
 
 def test_kill_9_never_loses_acknowledged_entries(tmp_path: Path) -> None:
@@ -84,11 +55,11 @@ def test_kill_9_never_loses_acknowledged_entries(tmp_path: Path) -> None:
     acked: dict[bytes, int] = {}
     acked_lock = threading.Lock()
     sizes_seen: list[int] = []
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
 
     for round_no in range(rounds):
-        server = _start(log_dir, port)
+        server = start_log_server(log_dir, port, ready="/checkpoint")
         stop = threading.Event()
 
         def client(worker: int, round_no: int = round_no, stop: threading.Event = stop) -> None:
@@ -144,7 +115,7 @@ def test_kill_9_never_loses_acknowledged_entries(tmp_path: Path) -> None:
             t.join()
 
     # Restart once more and let it integrate everything that was sequenced.
-    server = _start(log_dir, port)
+    server = start_log_server(log_dir, port, ready="/checkpoint")
     try:
         client = LogClient(http_fetcher(base), log_key=verifier)
         want = max(acked.values()) + 1

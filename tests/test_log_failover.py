@@ -17,7 +17,6 @@ import base64
 import contextlib
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -28,6 +27,7 @@ from typing import Any
 import httpx
 import pytest
 
+from log_server import free_port, start_log_server
 from overt.crypto.keys import ed25519_verifier
 from overt.errors import OvertError
 from overt.log.config import LogConfig
@@ -40,35 +40,6 @@ KILLS = 3
 CLIENTS = 4
 TAKEOVER_LIMIT_S = 10.0  # the lock is retried every second; the rest is slack for a busy CI
 BIG_BATCH = 5000
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _start(log_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [*OVERT, "log", "serve", str(log_dir), "--listen", f"127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/status", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None:
-            raise AssertionError(
-                f"server exited: {proc.stderr.read().decode() if proc.stderr else ''}"
-            )
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError("server did not start")
-        time.sleep(0.05)
 
 
 def _status(port: int) -> dict[str, Any] | None:
@@ -107,8 +78,8 @@ def test_killing_the_integrator_mid_batch_loses_nothing(tmp_path: Path, pg_datab
     verifier = ed25519_verifier(vkey)
     token = (log_dir / "secrets" / "write-token").read_text().strip()
     auth = {"Authorization": f"Bearer {token}"}
-    ports = [_free_port(), _free_port()]
-    procs = {k: _start(log_dir, ports[k]) for k in (0, 1)}
+    ports = [free_port(), free_port()]
+    procs = {k: start_log_server(log_dir, ports[k]) for k in (0, 1)}
     alive = {0, 1}
     acked: dict[bytes, int] = {}
     acked_lock = threading.Lock()
@@ -225,7 +196,7 @@ def test_killing_the_integrator_mid_batch_loses_nothing(tmp_path: Path, pg_datab
             while max(sizes_seen, default=0) <= before:
                 assert time.monotonic() < deadline, "no checkpoint published after the takeover"
                 time.sleep(0.02)
-            procs[leader] = _start(log_dir, ports[leader])
+            procs[leader] = start_log_server(log_dir, ports[leader])
             alive.add(leader)
     finally:
         stop.set()
@@ -266,10 +237,10 @@ def test_an_idle_follower_takes_over_within_seconds(
     """With no load at all, the follower still notices and takes the lock (about a second)."""
     log_dir = tmp_path / "log"
     init_log(log_dir, LogConfig(origin="idle.example/log", database=pg_database))
-    ports = [_free_port(), _free_port()]
-    procs = [_start(log_dir, ports[0])]
+    ports = [free_port(), free_port()]
+    procs = [start_log_server(log_dir, ports[0])]
     first, _ = _integrator(ports, {0}, TAKEOVER_LIMIT_S)
-    procs.append(_start(log_dir, ports[1]))
+    procs.append(start_log_server(log_dir, ports[1]))
     try:
         assert first == 0
         assert _status(ports[1])["integrating"] is False  # type: ignore[index]

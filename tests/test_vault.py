@@ -52,33 +52,10 @@ from overt.vault.residency import ResidencyError
 from overt.vault.store import NewObject, RegionStore
 from overt.vault.vault import AccessRefused, Vault, init_vault
 from sealed_rows import SealedRef, stored_ids
+from vault_fixtures import MOW, POLICY, ZRH
 
 OVERT = [sys.executable, "-m", "overt.cli"]
 ORIGIN = "test.example/acme"
-ZRH, MOW = "ch-zurich", "ru-moscow"
-
-POLICY = """\
-[regions.ch-zurich]
-description = "Zurich, Switzerland (supervised)"
-
-[regions.ru-moscow]
-description = "Moscow, Russia"
-
-[countries]
-EU = "ch-zurich"
-US = "ch-zurich"
-CA = "ch-zurich"
-AU = "ch-zurich"
-RU = "ru-moscow"
-
-[categories.sample]
-description = "suspicious files sent for analysis"
-retention_days = 365
-
-[categories.telemetry]
-description = "threat statistics"
-retention_days = 90
-"""
 
 # name -> (role, employer, location, justifications)
 STAFF = {

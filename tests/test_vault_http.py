@@ -34,28 +34,9 @@ from overt.vault.history import access_history
 from overt.vault.vault import Vault, init_vault
 from overt.web.vault_api import create_vault_app
 from sealed_rows import SealedRef, stored_ids
+from vault_fixtures import MOW, POLICY, ZRH
 
 ORIGIN = "test.example/acme-http"
-ZRH, MOW = "ch-zurich", "ru-moscow"
-
-POLICY = """\
-[regions.ch-zurich]
-description = "Zurich, Switzerland (supervised)"
-[regions.ru-moscow]
-description = "Moscow, Russia"
-
-[countries]
-EU = "ch-zurich"
-US = "ch-zurich"
-CA = "ch-zurich"
-AU = "ch-zurich"
-RU = "ru-moscow"
-
-[categories.sample]
-retention_days = 365
-[categories.telemetry]
-retention_days = 90
-"""
 
 STAFF = {
     "dana": ("threat analyst", ("THREAT_ANALYSIS", "CUSTOMER_SUPPORT")),

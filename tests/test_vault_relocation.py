@@ -46,16 +46,13 @@ from overt.vault.relocate import RelocationError, Relocator, relocation_batches,
 from overt.vault.report import relocation_report
 from overt.vault.store import NewObject
 from overt.vault.vault import AccessRefused, Vault, init_vault
+from vault_fixtures import MOW, REGIONS, ZRH
 
 OVERT = [sys.executable, "-m", "overt.cli"]
-ZRH, MOW = "ch-zurich", "ru-moscow"
 
-POLICY_V1 = """\
-[regions.ch-zurich]
-description = "Zurich, Switzerland (supervised)"
-[regions.ru-moscow]
-description = "Moscow, Russia"
-
+POLICY_V1 = (
+    REGIONS
+    + """
 [countries]
 EU = "ch-zurich"
 US = "ch-zurich"
@@ -67,6 +64,7 @@ retention_days = 90
 [categories.sample]
 retention_days = 365
 """
+)
 POLICY_V2 = POLICY_V1.replace('AU = "ru-moscow"', 'AU = "ch-zurich"')
 
 # customer -> (country, telemetry objects, samples)

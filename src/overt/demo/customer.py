@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from overt.conveyor.conveyor import Conveyor, read_release
+from overt.demo.review import reviewer_key
 from overt.durable import atomic_write
 from overt.errors import VerificationError
 from overt.log.remote import http_fetcher
@@ -47,9 +48,10 @@ class CustomerResult:
 def _policy_text(root: Path, log_vkey: str, log_url: str, updates_url: str) -> str:
     conveyor = (root / "conveyor" / "conveyor.vkey").read_text().strip()
     rebuilder = (root / "rebuilders" / "lucerne" / "rebuilder.vkey").read_text().strip()
+    reviewer = str(reviewer_key(root).verifier_key())
     return f"""\
 # The customer's trust policy (docs/policy.md): install only what is built by the
-# vendor's conveyor, logged, cosigned by both witnesses and rebuilt by lucerne.
+# vendor's conveyor, logged, cosigned by both witnesses, rebuilt by lucerne and reviewed.
 [log]
 key = "{log_vkey}"
 url = "{log_url}"
@@ -64,6 +66,15 @@ keys = ["{conveyor}"]
 [rebuilders]
 keys = ["{rebuilder}"]
 required = 1
+
+# Products also need a full source review by basel; flagged rules need its approval.
+[reviews]
+keys = ["{reviewer}"]
+required = 0
+
+[channels.products]
+reviews_required = 1
+review_scope = "full"
 
 [updates]
 url = "{updates_url}"

@@ -21,6 +21,7 @@ from overt.conveyor.provenance import Provenance
 from overt.conveyor.transition import move_conveyor
 from overt.crypto.intoto import Statement
 from overt.crypto.keyfile import read_private_key
+from overt.demo.review import review_release
 from overt.durable import atomic_write
 from overt.errors import VerificationError
 from overt.log.remote import http_fetcher
@@ -87,6 +88,10 @@ def run_move(root: Path, say: Say, log_url: str, token: str, site: str) -> None:
         done = watcher.run_once(lambda _: None)
     if not any(o.index == release.log_index and o.status == GOOD for o in done.rebuilt or []):
         raise VerificationError(f"demo self-check failed: 1.1.0 did not rebuild: {done}")
+    assert release.log_index is not None
+    review_release(
+        root, say, log_url, trust.log_key, token, release.log_index, list(trust.conveyor_keys)
+    )
     repo = Repository(root / "updates", root / "vendor" / "update-keys")
     policy = Policy.parse((root / "customer" / "releases.tlog-policy").read_bytes())
     publish_releases(

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from overt.conveyor.conveyor import Conveyor, Release, init_conveyor
+from overt.demo.review import review_release
 from overt.errors import VerificationError
 from overt.rebuild.queue import Watcher
 from overt.rebuild.rebuilder import GOOD, Outcome, Rebuilder, init_rebuilder
@@ -111,6 +112,8 @@ def build_and_rebuild(
         raise VerificationError(
             f"demo self-check failed: the sample did not rebuild: {outcome.reason}"
         )
+    assert release.log_index is not None
+    review_release(root, say, log_url, log_vkey, token, release.log_index, [conveyor_vkey])
     env = outcome.summary.environment
     say(
         "rebuild",
