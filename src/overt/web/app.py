@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import html
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from overt import __version__
 from overt.log.log import Log
+from overt.web.dashboard import dashboard_router
 from overt.web.errors import install_error_handlers
 from overt.web.log_api import LogService, log_router
 from overt.web.rebuild_api import create_rebuilder_app
@@ -67,7 +66,8 @@ def create_app(
     served at ``/rebuilders/<name>/``, and the conveyor's releases
     (``deployment/conveyor/releases/``) as static files at ``/releases/``.
     Each directory named in `static` (e.g. ``updates``, a TUF repository) is
-    served as static files at ``/<name>/``.
+    served as static files at ``/<name>/``. The dashboard's pages are at ``/`` (the
+    overview) and under ``/dashboard/`` (see `overt.web.dashboard`).
     """
     logs_dir = deployment / "logs"
     names = (
@@ -110,27 +110,5 @@ def create_app(
     for name in static:
         app.mount(f"/{name}", StaticFiles(directory=deployment / name, check_dir=False), name=name)
 
-    @app.get("/", response_class=HTMLResponse)
-    def index() -> str:
-        items = "".join(
-            f'<li><a href="/logs/{html.escape(n)}/checkpoint">{html.escape(n)}</a>: '
-            f"checkpoint and tiles under <code>/logs/{html.escape(n)}/</code></li>"
-            for n in names
-        )
-        return (
-            "<!doctype html><meta charset=utf-8><title>Overt</title>"
-            f"<h1>Overt {__version__}</h1><p>Transparency logs served here "
-            f"(C2SP tlog-tiles):</p><ul>{items or '<li>none yet</li>'}</ul>"
-            + (
-                "<p>Witnesses (C2SP tlog-witness):</p><ul>"
-                + "".join(
-                    f'<li><a href="/witnesses/{html.escape(w)}/status">{html.escape(w)}</a></li>'
-                    for w in witnesses
-                )
-                + "</ul>"
-                if witnesses
-                else ""
-            )
-        )
-
+    app.include_router(dashboard_router(deployment, rebuilders))
     return app
