@@ -7,7 +7,9 @@ import re
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -241,3 +243,84 @@ def test_bad_customer_input_is_refused_not_an_error(client: TestClient) -> None:
         resp = client.request(method, url, **kwargs)  # type: ignore[arg-type]
         assert resp.status_code == 403, url
         assert "<b>" not in resp.text
+
+
+# --- in a real browser: headless Chromium (Debian's), driven by Playwright -----------
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).parent / "artifacts" / "dashboard"
+
+
+@pytest.fixture(scope="module")
+def site(demo_dir: Path) -> Iterator[str]:
+    from overt.web.server import BackgroundServer
+
+    app = create_app(
+        demo_dir,
+        witnesses=("zurich", "geneva"),
+        rebuilders=("lucerne",),
+        static=("updates", "attacks"),
+    )
+    server = BackgroundServer(app, "127.0.0.1", 0)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    # CI installs both (.ci/run); a missing browser fails the run, it is not skipped.
+    assert CHROMIUM.exists(), "Debian's chromium is not installed (apt-get install chromium)"
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def test_every_page_renders_in_chromium_and_is_saved_as_a_screenshot(
+    site: str, browser: Any, demo_dir: Path
+) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    token = customer_key(demo_dir, "berlin-hospital")
+    pages = [*PAGES, f"/dashboard/customer/berlin-hospital?token={token}"]
+    for url in pages:
+        response = page.goto(site + url)
+        assert response is not None and response.status == 200, url
+        assert page.locator("h1").first.is_visible(), url
+        assert page.locator("main").count() == 1, url
+        name = url.strip("/").split("?")[0].replace("/", "-") or "overview"
+        page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    assert errors == []
+    assert (ARTIFACTS / "overview.png").stat().st_size > 10_000
+
+
+def test_a_release_links_to_its_verdict_and_its_difference_report(site: str, browser: Any) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(site + "/dashboard/releases")
+    row = page.locator("tr", has_text="clock-stamped 1.0").first
+    assert "FAILED" in row.inner_text()
+    # The verdict: the rebuilder's signed VSA.
+    with page.expect_navigation():
+        row.locator("a", has_text="vsa.dsse.json").first.click()
+    assert "payloadType" in page.content()
+    page.go_back()
+    # Its difference report names the file that differs.
+    row = page.locator("tr", has_text="clock-stamped 1.0").first
+    with page.expect_navigation():
+        row.locator("a", has_text="report.html").first.click()
+    assert "BUILD_INFO" in page.inner_text("body")
+    page.screenshot(path=str(ARTIFACTS / "difference-report.png"), full_page=True)
+    # And the release's verdict entry in the log explorer, with its verified proof.
+    page.goto(site + "/dashboard/releases")
+    row = page.locator("tr", has_text="clock-stamped 1.0").first
+    with page.expect_navigation():
+        row.locator("a", has_text="log entry").first.click()
+    assert "inclusion proof" in page.inner_text("body").lower()

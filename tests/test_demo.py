@@ -208,11 +208,21 @@ def test_demo_serves_tiles_a_client_can_verify(tmp_path: Path) -> None:
     base = f"http://127.0.0.1:{port}/logs/releases"
     try:
         # The demo is built once its proof exists; it keeps serving after that.
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180
         while not (d / "customer/proofs/entry-42.tlog-proof").exists():
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
             assert time.monotonic() < deadline, "the demo did not finish building"
             time.sleep(0.2)
+        # Once everything is up, the demo prints the dashboard's URL, and serves it there.
+        assert proc.stdout is not None
+        printed = ""
+        while "Dashboard: " not in printed:
+            line = proc.stdout.readline().decode()
+            assert line, "the demo ended without printing the dashboard's URL"
+            printed += line
+        assert f"Dashboard: http://127.0.0.1:{port}/" in printed
+        page = httpx.get(f"http://127.0.0.1:{port}/", timeout=10)
+        assert page.status_code == 200 and "<h1>Overview</h1>" in page.text
         resp = httpx.get(f"{base}/checkpoint", timeout=5)
         assert resp.status_code == 200
         assert resp.headers["content-type"] == "text/plain; charset=utf-8"
@@ -222,7 +232,8 @@ def test_demo_serves_tiles_a_client_can_verify(tmp_path: Path) -> None:
         # The customer's proof carries the witnesses' cosignatures.
         policy = Policy.parse((d / "customer/releases.tlog-policy").read_bytes())
         proof = TlogProof.parse((d / "customer/proofs/entry-42.tlog-proof").read_bytes())
-        assert policy.verify_checkpoint(proof.checkpoint).checkpoint == verified.checkpoint
+        # (the log has grown since: releases, verdicts and reviews were added after it)
+        assert policy.verify_checkpoint(proof.checkpoint).checkpoint.size <= size
 
         with httpx.Client(base_url=base, timeout=5) as client:
 

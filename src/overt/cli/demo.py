@@ -81,13 +81,14 @@ def demo(
         result.server.stop()
         return
     base = result.base_url
+    site = base.rsplit("/logs/", 1)[0]
     out.print()
-    out.print(f"[bold]Serving at {base}/[/] (Ctrl-C to stop)")
+    out.print(f"[bold]Dashboard: {site}/[/] (Ctrl-C to stop)")
+    out.print(f"  release log at {base}/", soft_wrap=True)
     out.print(f"  curl -s {base}/checkpoint")
     out.print(f"  curl -s {base}/entry/{42}")
     out.print(f"  overt log status {base}  --key {rel}/logs/releases/log.vkey", soft_wrap=True)
     if result.release is not None:
-        site = base.rsplit("/logs/", 1)[0]
         out.print(f"  curl -s {site}/rebuilders/lucerne/api/v0/pkgs/list", soft_wrap=True)
     # Ctrl-C, or SIGTERM from a service manager, stops the demo cleanly.
     signal.signal(signal.SIGTERM, _interrupt)

@@ -24,6 +24,7 @@ from overt.rebuild.rebuilder import GOOD, Outcome, Rebuilder, init_rebuilder
 Say = Callable[[str, str], None]
 
 PRODUCT = "hello-product"
+CLOCK = "clock-stamped"
 REBUILDER = "lucerne"
 # A fixed commit date keeps the sample's SOURCE_DATE_EPOCH, hence its bytes, stable.
 COMMIT_DATE = "2026-11-02T09:00:00+00:00"
@@ -99,9 +100,23 @@ def build_and_rebuild(
         artifacts=releases_url,
         token=token,
     )
-    # The supervisor's watcher finds the release in the log by itself.
+    # A deliberately non-reproducible sample (it embeds the build time), so the demo
+    # also shows what a FAILED rebuild and its difference report look like.
+    clock_source = root / "sources" / CLOCK
+    commit_sample(examples / CLOCK, clock_source, "clock-stamped 1.0")
+    clock = conveyor.build(clock_source, log=log_url, token=token)
+    # The supervisor's watcher finds the releases in the log by itself.
     with Watcher(Rebuilder(rebuilder_dir)) as watcher:
         done = watcher.run_once(lambda s: say("rebuild", s))
+    failed = [o for o in done.rebuilt or [] if o.index == clock.log_index]
+    if not failed or failed[0].status == GOOD:
+        raise VerificationError("demo self-check failed: clock-stamped was reproduced")
+    say(
+        "rebuild",
+        f"{CLOCK} 1.0 is not reproducible: FAILED, with a difference report naming "
+        f"{', '.join(m.name for d in failed[0].differences for m in d.members)} "
+        f"(/rebuilders/{REBUILDER}/results/{clock.log_index}/report.html)",
+    )
     outcomes = [o for o in done.rebuilt or [] if o.index == release.log_index]
     if not outcomes:
         raise VerificationError(
