@@ -23,6 +23,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,31 +110,40 @@ class Source:
         return cls(uri, digest[TREE_DIGEST], epoch, commit, tree, subdir)
 
 
-def tree_digest(root: Path) -> str:
-    """The overt-tree/v1 digest of every file under `root`."""
-    lines: list[bytes] = []
+def tree_entries(root: Path) -> Iterator[tuple[str, str, bytes]]:
+    """(relative POSIX path, git mode, content) of every file and symlink under `root`.
+
+    Modes as git records them: 100644, 100755 (owner-executable) or 120000
+    (a symlink, whose content is its target). Symlinks to directories are
+    listed, not followed. Anything else (a FIFO, a device) is refused.
+    """
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         base = Path(dirpath)
         for name in [*filenames, *(d for d in dirnames if (base / d).is_symlink())]:
             path = base / name
             rel = path.relative_to(root).as_posix()
-            if "\n" in rel:
-                raise MalformedError(f"{rel!r}: file names with a newline cannot be digested")
             st = path.lstat()
             if stat.S_ISLNK(st.st_mode):
-                mode, content = "120000", os.readlink(os.fsencode(path))
+                yield rel, "120000", os.readlink(os.fsencode(path))
             elif stat.S_ISREG(st.st_mode):
-                mode = "100755" if st.st_mode & stat.S_IXUSR else "100644"
-                content = path.read_bytes()
+                yield rel, "100755" if st.st_mode & stat.S_IXUSR else "100644", path.read_bytes()
             else:
                 raise MalformedError(f"{rel}: only files and symlinks can be in a source tree")
-            digest = hashlib.sha256(content).hexdigest()
-            try:
-                lines.append(f"{digest} {mode} {rel}\n".encode())
-            except UnicodeEncodeError as exc:
-                raise MalformedError(f"{rel!r}: file names must be UTF-8") from exc
         dirnames[:] = [d for d in dirnames if not (base / d).is_symlink()]
+
+
+def tree_digest(root: Path) -> str:
+    """The overt-tree/v1 digest of every file under `root`."""
+    lines: list[bytes] = []
+    for rel, mode, content in tree_entries(root):
+        if "\n" in rel:
+            raise MalformedError(f"{rel!r}: file names with a newline cannot be digested")
+        digest = hashlib.sha256(content).hexdigest()
+        try:
+            lines.append(f"{digest} {mode} {rel}\n".encode())
+        except UnicodeEncodeError as exc:
+            raise MalformedError(f"{rel!r}: file names must be UTF-8") from exc
     lines.sort(key=lambda line: line.split(b" ", 2)[2])
     return hashlib.sha256(b"".join(lines)).hexdigest()
 

@@ -17,12 +17,12 @@ vendor's repository.
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from overt.conveyor.conveyor import Conveyor, read_release
+from overt.demo.release import bump_sample
 from overt.demo.review import reviewer_key
 from overt.durable import atomic_write
 from overt.errors import VerificationError
@@ -93,24 +93,7 @@ def _attack_repo(root: Path, name: str) -> tuple[Repository, str]:
 def _unlogged_release(root: Path, release_dir: Path) -> ReleaseFiles:
     """hello-overt 1.0.1: really built and signed by the conveyor, but never logged."""
     sources = root / "sources" / "hello-product"
-    for rel in ("overt.toml", "src/hello_overt/__init__.py"):
-        path = sources / rel
-        path.write_text(path.read_text().replace("1.0.0", "1.0.1"))
-    subprocess.run(
-        [
-            "git",
-            "-c",
-            "user.name=Acme",
-            "-c",
-            "user.email=r@acme.example",
-            "commit",
-            "-qam",
-            "1.0.1",
-        ],
-        cwd=sources,
-        check=True,
-        capture_output=True,
-    )
+    bump_sample(sources, "1.0.0", "1.0.1")
     unlogged = Conveyor(root / "conveyor").build(sources, log=None)
     # The proof the attacker can offer is one for another entry (the logged 1.0.0).
     logged = Bundle.from_bytes((release_dir / "bundle.json").read_bytes())

@@ -12,7 +12,6 @@ vendor's TUF keys, and refused.
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from overt.conveyor.provenance import Provenance
 from overt.conveyor.transition import move_conveyor
 from overt.crypto.intoto import Statement
 from overt.crypto.keyfile import read_private_key
+from overt.demo.release import bump_sample
 from overt.demo.review import review_release
 from overt.durable import atomic_write
 from overt.errors import VerificationError
@@ -39,18 +39,6 @@ from overt.updates.repository import ReleaseFiles, Repository
 Say = Callable[[str, str], None]
 
 NEW_CONVEYOR = "conveyor-zurich"
-
-
-def _bump(sources: Path, old: str, new: str) -> None:
-    for rel in ("overt.toml", "src/hello_overt/__init__.py"):
-        path = sources / rel
-        path.write_text(path.read_text().replace(old, new))
-    subprocess.run(
-        ["git", "-c", "user.name=Acme", "-c", "user.email=r@acme.example", "commit", "-qam", new],
-        cwd=sources,
-        check=True,
-        capture_output=True,
-    )
 
 
 def run_move(root: Path, say: Say, log_url: str, token: str, site: str) -> None:
@@ -81,7 +69,7 @@ def run_move(root: Path, say: Say, log_url: str, token: str, site: str) -> None:
 
     # hello-overt 1.1.0, built in Zurich: rebuilt, published, accepted.
     sources = root / "sources" / "hello-product"
-    _bump(sources, "1.0.1", "1.1.0")
+    bump_sample(sources, "1.0.1", "1.1.0")
     trust_conveyor(root / "rebuilders" / "lucerne", Conveyor(new_dir).vkey)
     release = Conveyor(new_dir).build(sources, log=log_url, token=token)
     with Watcher(Rebuilder(root / "rebuilders" / "lucerne")) as watcher:

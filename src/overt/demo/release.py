@@ -62,6 +62,21 @@ def commit_sample(source: Path, dest: Path, message: str) -> None:
         subprocess.run(["git", *args], cwd=dest, env=env, check=True, capture_output=True)
 
 
+def commit_changes(repo: Path, message: str) -> None:
+    """Commit everything changed in a demo source repository (the conveyor builds commits)."""
+    identity = ["-c", "user.name=Acme", "-c", "user.email=r@acme.example"]
+    for args in (["add", "--all"], [*identity, "commit", "--quiet", "--message", message]):
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+
+
+def bump_sample(sources: Path, old: str, new: str) -> None:
+    """Give the sample product a new version, committed."""
+    for rel in ("overt.toml", "src/hello_overt/__init__.py"):
+        path = sources / rel
+        path.write_text(path.read_text().replace(old, new))
+    commit_changes(sources, new)
+
+
 def build_and_rebuild(
     root: Path, say: Say, log_url: str, log_vkey: str, token: str, releases_url: str
 ) -> DemoRelease | None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from overt.conveyor.conveyor import Conveyor, Release
 from overt.crypto.keys import ed25519_verifier
-from overt.demo.release import commit_sample, examples_dir
+from overt.demo.release import commit_changes, commit_sample, examples_dir
 from overt.errors import VerificationError
 from overt.log.remote import http_fetcher
 from overt.policy.trust import TrustPolicy
@@ -115,22 +115,7 @@ def run_rules(
     manifest.write_text(manifest.read_text() + SPY_MANIFEST)
     recipe = source / "overt.toml"
     recipe.write_text(recipe.read_text().replace("2024.5.0", "2024.6.0"))
-    subprocess.run(["git", "add", "--all"], cwd=source, check=True)
-    subprocess.run(
-        [
-            "git",
-            "-c",
-            "user.name=Acme",
-            "-c",
-            "user.email=r@acme.example",
-            "commit",
-            "-qm",
-            "2024.6.0",
-        ],
-        cwd=source,
-        check=True,
-        capture_output=True,
-    )
+    commit_changes(source, "2024.6.0")
     second = _build(conveyor, source, log_url, token, say)
     spying, index = release_ruleset(second.directory, conveyor.signer, log_url, token)
     aimed = ", ".join(f"{r.name} -> {' '.join(r.audience)}" for r in spying.targeted)

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from overt.errors import MalformedError
+from overt.conveyor.source import tree_entries
 
 MAX_DIFF_BYTES = 2 * 1024 * 1024  # a larger file is reported by digest, not diffed
 
@@ -139,23 +137,7 @@ class Delta:
 
 def read_tree(root: Path) -> dict[str, FileState]:
     """Every file and symlink under `root`, by relative POSIX path."""
-    files: dict[str, FileState] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        base = Path(dirpath)
-        for name in [*filenames, *(d for d in dirnames if (base / d).is_symlink())]:
-            path = base / name
-            rel = path.relative_to(root).as_posix()
-            st = path.lstat()
-            if stat.S_ISLNK(st.st_mode):
-                files[rel] = FileState("120000", os.readlink(os.fsencode(path)))
-            elif stat.S_ISREG(st.st_mode):
-                mode = "100755" if st.st_mode & stat.S_IXUSR else "100644"
-                files[rel] = FileState(mode, path.read_bytes())
-            else:
-                raise MalformedError(f"{rel}: only files and symlinks can be in a source tree")
-        dirnames[:] = [d for d in dirnames if not (base / d).is_symlink()]
-    return files
+    return {rel: FileState(mode, content) for rel, mode, content in tree_entries(root)}
 
 
 def compare_trees(

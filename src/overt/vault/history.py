@@ -22,11 +22,24 @@ from typing import Any
 from overt.crypto.keys import Ed25519Verifier, ed25519_verifier
 from overt.errors import OvertError
 from overt.log.remote import open_source
+from overt.tlog.checkpoint import Checkpoint
 from overt.tlog.client import CheckpointMemory, LogClient
 from overt.tlog.hashing import leaf_hash
-from overt.tlog.merkle import inclusion_proof, verify_inclusion
+from overt.tlog.merkle import HashReader, inclusion_proof, verify_inclusion
 from overt.tlog.policy import Policy
 from overt.vault.events import open_event, pseudonym
+
+
+def prove_entry(
+    reader: HashReader, entry: bytes, index: int, checkpoint: Checkpoint
+) -> tuple[list[bytes], bool]:
+    """The entry's inclusion proof in `checkpoint`, and whether it verifies."""
+    proof = inclusion_proof(reader, index, checkpoint.size)
+    try:
+        verify_inclusion(leaf_hash(entry), index, checkpoint.size, proof, checkpoint.root_hash)
+    except OvertError:
+        return proof, False
+    return proof, True
 
 
 def access_history(
@@ -60,14 +73,7 @@ def access_history(
                 continue  # not an access event of this vault
             if doc.get("customer") != alias:
                 continue
-            proof = inclusion_proof(reader, index, checkpoint.size)
-            try:
-                verify_inclusion(
-                    leaf_hash(entry), index, checkpoint.size, proof, checkpoint.root_hash
-                )
-                included = True
-            except OvertError:
-                included = False
+            proof, included = prove_entry(reader, entry, index, checkpoint)
             doc["index"] = index
             doc["log"] = checkpoint.origin
             doc["checkpoint_size"] = checkpoint.size

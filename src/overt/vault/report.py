@@ -29,10 +29,9 @@ from overt.crypto.keys import ed25519_verifier
 from overt.errors import MalformedError, OvertError
 from overt.log.remote import open_source
 from overt.tlog.client import CheckpointMemory, LogClient
-from overt.tlog.hashing import leaf_hash
-from overt.tlog.merkle import inclusion_proof, verify_inclusion
 from overt.tlog.policy import Policy
 from overt.vault.events import batch_root, open_entry, pseudonym
+from overt.vault.history import prove_entry
 from overt.vault.vault import Vault
 
 
@@ -103,14 +102,7 @@ def relocation_report(
                     continue
             else:
                 continue
-            proof = inclusion_proof(reader, index, checkpoint.size)
-            try:
-                verify_inclusion(
-                    leaf_hash(entry), index, checkpoint.size, proof, checkpoint.root_hash
-                )
-                included = True
-            except OvertError:
-                included = False
+            proof, included = prove_entry(reader, entry, index, checkpoint)
             where = {
                 "region": region,
                 "log": checkpoint.origin,
